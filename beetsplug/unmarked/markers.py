@@ -1,0 +1,122 @@
+"""The markers: their types, the ``unmarked:`` query, and batch mark/unmark.
+
+A marker is a flexible attribute (``normalized`` / ``renamed``) holding the
+epoch time of the last completed operation. beets evaluates any query on a
+flexible attribute in Python over every row, so ``UnmarkedQuery`` answers in
+SQL (``NOT EXISTS`` on ``item_attributes``) and keeps combined queries fast.
+Batch writes are single statements in one ``atomic()`` transaction: one
+commit (a handful of fsyncs) for any number of items.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from beets.dbcore import types
+from beets.dbcore.query import FieldQuery, InvalidQueryArgumentValueError
+
+from .operations import MARKER_FIELDS, OPERATIONS
+from .transaction import atomic
+
+if TYPE_CHECKING:
+    from beets.dbcore.db import Model
+    from beets.library import Library
+
+ITEM_TYPES: dict[str, types.Type] = {field: types.DATE for field in MARKER_FIELDS}
+
+_TRUE = {"true", "yes", "on", "1", "process"}
+_FALSE = {"false", "no", "off", "0"}
+_PATTERNS = "true, false, rename, normalize or process"
+
+# Only a handful of markers per statement list; item ids go through executemany.
+_HAS_MARKER = (
+    "EXISTS (SELECT 1 FROM item_attributes AS marker "
+    "WHERE marker.entity_id = items.id AND marker.key = ?)"
+)
+
+
+def parse_unmarked(pattern: str) -> tuple[tuple[str, ...], bool]:
+    """Map an ``unmarked:`` pattern to (markers, wants_unmarked).
+
+    ``true``/``process``: lacks any marker; ``rename``/``normalize``: lacks
+    that operation's marker; ``false``: has every marker.
+    """
+    word = pattern.strip().lower()
+    if word in _TRUE:
+        return MARKER_FIELDS, True
+    if word in _FALSE:
+        return MARKER_FIELDS, False
+    if word in OPERATIONS:
+        return OPERATIONS[word].markers, True
+    raise InvalidQueryArgumentValueError(pattern, f"one of {_PATTERNS}")
+
+
+class UnmarkedQuery(FieldQuery[str]):
+    """``unmarked:PATTERN``, answered in SQL so it never turns a query slow."""
+
+    def __init__(self, field_name: str, pattern: str, fast: bool = True) -> None:
+        super().__init__(field_name, pattern, fast)
+        self.markers, self.unmarked = parse_unmarked(pattern)
+
+    def clause(self) -> tuple[str, Sequence[Any]]:
+        if self.unmarked:  # lacks at least one of the markers
+            parts = [f"NOT {_HAS_MARKER}"] * len(self.markers)
+            return " OR ".join(parts), list(self.markers)
+        parts = [_HAS_MARKER] * len(self.markers)  # has all of them
+        return " AND ".join(parts), list(self.markers)
+
+    def match(self, obj: Model) -> bool:
+        present = [obj.get(field, with_album=False) is not None for field in self.markers]
+        return not all(present) if self.unmarked else all(present)
+
+
+def unmarked_query(op_name: str) -> UnmarkedQuery:
+    """The query for items an operation has not yet done."""
+    return UnmarkedQuery("unmarked", op_name)
+
+
+def _total_changes(tx: Any) -> int:
+    return tx.query("SELECT total_changes()")[0][0]
+
+
+def set_markers(
+    lib: Library, item_ids: Iterable[int], fields: Sequence[str], when: float | None = None
+) -> dict[str, int]:
+    """Give the items each marker they lack, in one transaction.
+
+    Existing markers keep their time (they record when the work was done).
+    Returns, per marker, how many items newly received it.
+    """
+    ids = list(item_ids)
+    value = types.DATE.to_sql(time.time() if when is None else when)
+    counts = {}
+    with atomic(lib) as tx:
+        for field in fields:
+            before = _total_changes(tx)
+            tx.mutate_many(
+                "INSERT OR IGNORE INTO item_attributes (entity_id, key, value) "
+                "VALUES (?, ?, ?)",
+                [(item_id, field, value) for item_id in ids],
+            )
+            counts[field] = _total_changes(tx) - before
+    return counts
+
+
+def clear_markers(lib: Library, item_ids: Iterable[int], fields: Sequence[str]) -> dict[str, int]:
+    """Remove the markers from the items, in one transaction.
+
+    Returns, per marker, how many items lost it.
+    """
+    ids = list(item_ids)
+    counts = {}
+    with atomic(lib) as tx:
+        for field in fields:
+            before = _total_changes(tx)
+            tx.mutate_many(
+                "DELETE FROM item_attributes WHERE entity_id = ? AND key = ?",
+                [(item_id, field) for item_id in ids],
+            )
+            counts[field] = _total_changes(tx) - before
+    return counts

@@ -1,0 +1,79 @@
+"""Turning a user's beets query into the ids of the items to work on.
+
+Selection runs in SQL: materialising Item objects costs ~170 us each (3.4 s
+for 20k items), so only ids are fetched here and items are loaded batch by
+batch while the engine works. A query with a Python-side (slow) part still
+works; beets evaluates it the usual way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from beets import dbcore
+from beets.dbcore.query import AndQuery, InvalidQueryArgumentValueError, Query
+from beets.library import Item, Library
+from beets.library.queries import parse_query_parts, parse_query_string
+
+from .markers import unmarked_query
+from .operations import Operation
+
+
+def parse_query(lib: Library, query: str | Sequence[str]) -> Query:
+    """Parse a beets query (command-line words or one string).
+
+    Raises ``dbcore.InvalidQueryError`` with beets' own message when malformed.
+    """
+    try:
+        with lib.music_dir_context():  # relative path: queries need the root
+            if isinstance(query, str):
+                parsed, _sort = parse_query_string(query, Item)
+            else:
+                parsed, _sort = parse_query_parts(list(query), Item)
+    except InvalidQueryArgumentValueError as exc:
+        raise dbcore.InvalidQueryError(query, exc)
+    return parsed
+
+
+def work_query(lib: Library, op: Operation, query: str | Sequence[str], force: bool) -> Query:
+    """The user's query, narrowed to items the operation has not done unless forced."""
+    user = parse_query(lib, query)
+    return user if force else AndQuery([unmarked_query(op.name), user])
+
+
+class IdsQuery(Query):
+    """Items whose id is in a given list; used to load one batch at a time."""
+
+    def __init__(self, ids: Sequence[int]) -> None:
+        self.ids = list(ids)
+
+    def clause(self) -> tuple[str, Sequence[Any]]:
+        marks = ",".join("?" * len(self.ids))
+        return f"items.id IN ({marks})", self.ids
+
+    def match(self, obj: Any) -> bool:
+        return obj.id in self.ids
+
+
+def select_ids(lib: Library, query: Query) -> list[int]:
+    """Ids of the items matching ``query``, in id order."""
+    where, subvals = query.clause()
+    if where is None:  # part of the query only beets can evaluate, in Python
+        return sorted(item.id for item in lib.items(query))
+    joined = query.field_names & Item.other_db_fields
+    source = f"items {Item.relation_join}" if joined else "items"
+    sql = f"SELECT DISTINCT items.id FROM {source} WHERE {where} ORDER BY items.id"
+    with lib.transaction() as tx:
+        return [row[0] for row in tx.query(sql, subvals)]
+
+
+def count_matching(lib: Library, query: Query) -> int:
+    return len(select_ids(lib, query))
+
+
+def load_items(lib: Library, ids: Sequence[int]) -> dict[int, Item]:
+    """Fetch one batch of items by id; ids that vanished are simply absent."""
+    if not ids:
+        return {}
+    return {item.id: item for item in lib.items(IdsQuery(ids))}

@@ -1,0 +1,63 @@
+"""All-or-nothing writes to the beets library.
+
+beets' ``Transaction`` commits on exit even when the block raised, and if that
+commit itself fails (``database is locked``) it never releases the process-wide
+database lock. Marker writes must be all or nothing, so they go through
+``atomic()``: it takes the write lock up front, commits inside the block and
+rolls back on any error, leaving beets' own exit with nothing to do.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING
+
+from beets.exceptions import UserError
+
+if TYPE_CHECKING:
+    from beets.dbcore.db import Transaction
+    from beets.library import Library
+
+
+class LibraryLockedError(UserError):
+    """The library database stayed locked by another process past beets' timeout."""
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+def locked_message(lib: Library) -> str:
+    return (
+        f"the library database {lib.path} is locked by another process "
+        f"(waited {lib.timeout:g} s, the 'timeout' setting); nothing was "
+        "changed, try again when the other writer is done"
+    )
+
+
+@contextmanager
+def atomic(lib: Library) -> Iterator[Transaction]:
+    """A root transaction that commits whole or not at all.
+
+    Must not be nested in another transaction of the same thread. Raises
+    ``LibraryLockedError`` when the write lock cannot be had in time.
+    """
+    with lib.transaction() as tx:
+        try:
+            # Take the write lock now, so a busy database fails before any work.
+            tx.query("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if is_locked_error(exc):
+                raise LibraryLockedError(locked_message(lib)) from exc
+            raise
+        try:
+            yield tx
+            tx.query("COMMIT")
+        except BaseException as exc:
+            with suppress(sqlite3.OperationalError):
+                tx.query("ROLLBACK")
+            if is_locked_error(exc):
+                raise LibraryLockedError(locked_message(lib)) from exc
+            raise

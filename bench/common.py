@@ -1,0 +1,130 @@
+"""Shared pieces of the benchmarks: generated libraries, fsync counting, tables.
+
+Every benchmark runs the plugin and the beets command it is compared with on
+the same generated library in one run, and reports ratios: these machines are
+noisy, absolute times drift.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+BEET = str(BIN / "beet")
+
+
+@dataclass
+class Measured:
+    """Wall time of a whole command and the fsync/fdatasync calls it made."""
+
+    seconds: float
+    fsyncs: int
+    output: str = ""
+
+
+def write_config(beetsdir: Path, music: Path, extra: dict | None = None) -> Path:
+    beetsdir.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "directory": str(music),
+        "library": str(beetsdir / "library.db"),
+        "plugins": ["unmarked"],
+        "create_backup_before_migrations": False,
+        "paths": {"default": "$albumartist/$album/$track $title"},
+        "ui": {"color": False},
+        **(extra or {}),
+    }
+    (beetsdir / "config.yaml").write_text(yaml.safe_dump(settings, allow_unicode=True))
+    return beetsdir / "library.db"
+
+
+def new_library(db_path: Path, music: Path):
+    """An empty beets library with the current schema (migrations done)."""
+    import beets
+    from beets.library import Library
+
+    beets.config["create_backup_before_migrations"] = False
+    return Library(str(db_path), str(music))
+
+
+def bulk_add_items(db_path: Path, music: Path, count: int, paths: list[str] | None = None) -> None:
+    """Insert ``count`` item rows in one transaction (beets' add() is ~1 ms/item).
+
+    Rows get title/artist/album/track/format/path like a real library; ``paths``
+    (relative to the music dir) default to files that need not exist.
+    """
+    lib = new_library(db_path, music)
+    lib._close()
+    now = time.time()
+    rows = []
+    for i in range(count):
+        rel = paths[i] if paths else f"old/{i // 100:04d}/{i:06d}.mp3"
+        rows.append((
+            f"Title {i}", f"Artist {i % 97}", f"Album {i // 12}", f"Artist {i % 97}",
+            i % 12 + 1, "MP3", rel.encode(), now, 0,
+        ))
+    with sqlite3_connect(db_path) as conn:
+        conn.executemany(
+            "INSERT INTO items (title, artist, album, albumartist, track, format, path, added, mtime)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+
+def sqlite3_connect(path: Path):
+    import sqlite3
+
+    return sqlite3.connect(str(path))
+
+
+_STRACE_TOTAL = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(fsync|fdatasync)\s*$", re.M)
+
+
+def run_measured(cmd: list[str], beetsdir: Path, extra_env: dict | None = None, count_fsync: bool = True) -> Measured:
+    """Run a command (with BEETSDIR) under strace; time it and count fsyncs.
+
+    strace's --seccomp-bpf stops only on the traced calls, so timing under it
+    stays close to an untraced run.
+    """
+    env = {**os.environ, "BEETSDIR": str(beetsdir), "HOME": str(beetsdir), **(extra_env or {})}
+    summary = beetsdir / "strace.txt"
+    prefix = ["strace", "-f", "--seccomp-bpf", "-c", "-o", str(summary), "-e", "trace=fsync,fdatasync"]
+    full = (prefix if count_fsync and shutil.which("strace") else []) + cmd
+    start = time.perf_counter()
+    result = subprocess.run(full, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode not in (0, 1):
+        raise RuntimeError(f"{cmd} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    fsyncs = -1
+    if count_fsync and summary.exists():
+        fsyncs = sum(int(n) for n, _ in _STRACE_TOTAL.findall(summary.read_text()))
+        summary.unlink()
+    return Measured(seconds, fsyncs, result.stdout + result.stderr)
+
+
+def child_json(output: str) -> dict:
+    """The last JSON line a child script printed."""
+    for line in reversed(output.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise ValueError(f"no JSON in output:\n{output[-2000:]}")
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.1f}x" if b else "n/a"
