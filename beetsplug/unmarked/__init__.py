@@ -7,11 +7,16 @@ the ``unmarked:`` query, the commands, the import hook and, when beets' own
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from beets.plugins import BeetsPlugin
 
 from . import markers
+
+if TYPE_CHECKING:
+    from beets.importer import ImportSession, ImportTask
+
+    from .engine import ItemResult, Summary
 
 CONFIG_DEFAULTS: dict[str, Any] = {
     # Import hook: process items as they are imported.
@@ -65,8 +70,53 @@ class UnmarkedPlugin(BeetsPlugin):
     def __init__(self) -> None:
         super().__init__()
         self.config.add(CONFIG_DEFAULTS)
+        if self.config["auto"].get(bool):
+            self.register_listener("import_task_files", self.process_imported)
 
     def commands(self) -> list[Any]:
         from .cli import build_commands
 
         return build_commands(self)
+
+    def process_imported(self, session: ImportSession, task: ImportTask) -> None:
+        """Import hook: each task's items leave the import processed and marked.
+
+        Runs after beets has placed the files, as a job of its own (waiting if
+        another job holds the library), with the whole task in one batch: one
+        commit for its items' changes and markers. Re-imports are processed
+        again even if they inherited markers.
+        """
+        from .engine import Settings
+        from .jobs import describe, store_for
+        from .normalize import Rules
+        from .operations import OPERATIONS
+        from .runner import open_job, run_job
+
+        items = task.imported_items()
+        if not items:
+            return
+        lib, store = session.lib, store_for(session.lib)
+        job = open_job(lib, store, OPERATIONS["process"], f"import of {len(items)} items", True, "import",
+                       self._log, ids=[item.id for item in items],
+                       wait=lambda active: self._log.info("waiting for {} to finish", describe(active)))
+        one_batch = Settings(batch_size=len(items), batch_seconds=float("inf"))
+        run_job(lib, store, job, Rules.from_config(self.config), one_batch, self._log, sinks=[ImportLog(self)])
+
+
+class ImportLog:
+    """The import hook's sink: failures as warnings, one line per task."""
+
+    def __init__(self, plugin: UnmarkedPlugin) -> None:
+        self.log = plugin._log
+
+    def start(self, total: int) -> None:
+        pass
+
+    def items(self, numbered: list[tuple[int, ItemResult]], summary: Summary) -> None:
+        for _, result in numbered:
+            if not result.success:
+                self.log.warning("{} (left unmarked)", result.error)
+
+    def done(self, summary: Summary) -> None:
+        self.log.info("processed {} imported items: {} succeeded, {} failed",
+                      summary.current, summary.succeeded, summary.failed)

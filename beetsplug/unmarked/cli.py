@@ -1,16 +1,25 @@
-"""The command-line face: subcommands that parse options and render results."""
+"""The command-line face: subcommands that parse options and render engine events."""
 
 from __future__ import annotations
 
 import optparse
+import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from beets import ui
 from beets.exceptions import UserError
+from beets.ui.commands.move import show_path_changes
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import markers
-from .operations import OPERATIONS, get_operation
-from .selection import parse_query, select_ids
+from .engine import Engine, ItemResult, Settings, Summary
+from .jobs import JobConflict, describe, store_for
+from .normalize import Rules
+from .operations import OPERATIONS, Operation, get_operation
+from .runner import open_job, run_job
+from .selection import parse_query, select_ids, work_query
 
 if TYPE_CHECKING:
     from beets.library import Library
@@ -75,5 +84,95 @@ def _unmark_command() -> ui.Subcommand:
     return cmd
 
 
+class TerminalSink:
+    """Progress bar on a terminal (stderr), errors as they come, a summary line.
+
+    With ``pretend``, each item's tag diff (beets' ``show_model_changes``) and
+    path change (beets' ``show_path_changes``) instead.
+    """
+
+    def __init__(self, op: Operation, plugin: UnmarkedPlugin, pretend: bool) -> None:
+        self.op, self.log, self.pretend = op, plugin._log, pretend
+        self.began = time.monotonic()
+        self.bar: tqdm | None = None
+
+    def start(self, total: int) -> None:
+        self.bar = tqdm(total=total, unit="item", desc=self.op.command, file=sys.stderr,
+                        disable=self.pretend or not sys.stderr.isatty(), dynamic_ncols=True)
+
+    def items(self, numbered: list[tuple[int, ItemResult]], summary: Summary) -> None:
+        for _, result in numbered:
+            if not result.success:
+                self.log.error("{}", result.error)
+            elif self.pretend:
+                self._show(result)
+        if self.bar is not None:
+            self.bar.update(len(numbered))
+
+    def _show(self, result: ItemResult) -> None:
+        if result.after is None or result.before is None:
+            return
+        if result.changes:
+            ui.show_model_changes(result.after, result.before, fields=list(result.changes))
+        if result.after.path != result.before.path:
+            if not result.changes:
+                ui.print_(format(result.before))
+            show_path_changes([(result.before.path, result.after.path)])
+
+    def done(self, summary: Summary) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        note = " (pretend: nothing was changed)" if self.pretend else ""
+        ui.print_(
+            f"{self.op.command}{note}: {summary.current} processed, {summary.succeeded} succeeded, "
+            f"{summary.failed} failed, {summary.skipped} skipped "
+            f"in {time.monotonic() - self.began:.1f} s ({summary.status})."
+        )
+
+
+def _check(summary: Summary) -> None:
+    """Exit status 1 unless every item went well."""
+    if summary.status == "failed":
+        raise UserError(f"the run stopped: {summary.error}")
+    if summary.failed:
+        raise UserError(f"{summary.failed} item{'s' if summary.failed != 1 else ''} failed (see above); "
+                        "they stay unmarked and the next run retries them")
+    if summary.status == "cancelled":
+        raise UserError("the run was cancelled; the next run finishes the rest")
+
+
+def _operation_command(op: Operation, plugin: UnmarkedPlugin) -> ui.Subcommand:
+    what = {"process": "normalize tags and move files of", "rename": "move files of",
+            "normalize": "normalize tags of"}[op.name]
+    cmd = ui.Subcommand(op.command, help=f"{what} items not yet marked for {op.name}")
+    cmd.parser.add_option("-p", "--pretend", action="store_true", default=False,
+                          help="show what would change (tags and paths); change nothing")
+    cmd.parser.add_option("-f", "--force", action="store_true", default=False,
+                          help="include items already marked")
+    cmd.parser.add_option("--wait", action="store_true", default=False,
+                          help="if another job runs on this library, wait for it instead of refusing")
+
+    def func(lib: Library, opts: Any, args: list[str]) -> None:
+        rules, settings = Rules.from_config(plugin.config), Settings.from_config(plugin.config)
+        sink = TerminalSink(op, plugin, opts.pretend)
+        if opts.pretend:
+            ids = select_ids(lib, work_query(lib, op, args, opts.force))
+            engine = Engine(lib, op, rules, settings, plugin._log, force=opts.force, pretend=True)
+            _check(engine.run(ids, sink))
+            return
+        store = store_for(lib)
+        wait = (lambda job: ui.print_(f"waiting for {describe(job)} to finish ...")) if opts.wait else None
+        try:
+            job = open_job(lib, store, op, args, opts.force, "cli", plugin._log, wait=wait)
+        except JobConflict as conflict:
+            raise UserError(f"{conflict}; wait for it, cancel it, or run again with --wait")
+        with logging_redirect_tqdm(loggers=[plugin._log.parent]):
+            _check(run_job(lib, store, job, rules, settings, plugin._log, sinks=[sink]))
+
+    cmd.func = func
+    return cmd
+
+
 def build_commands(plugin: UnmarkedPlugin) -> list[ui.Subcommand]:
-    return [_mark_command(), _unmark_command()]
+    operations = [_operation_command(op, plugin) for op in OPERATIONS.values()]
+    return [*operations, _mark_command(), _unmark_command()]

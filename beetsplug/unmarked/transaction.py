@@ -61,3 +61,16 @@ def atomic(lib: Library) -> Iterator[Transaction]:
             if is_locked_error(exc):
                 raise LibraryLockedError(locked_message(lib)) from exc
             raise
+
+
+@contextmanager
+def rolled_back(lib: Library) -> Iterator[Transaction]:
+    """A root transaction that is always rolled back: for ``--pretend``, which
+    must see its own album changes while computing paths and keep none."""
+    with lib.transaction() as tx:
+        tx.query("BEGIN")
+        try:
+            yield tx
+        finally:
+            with suppress(sqlite3.OperationalError):
+                tx.query("ROLLBACK")
