@@ -13,7 +13,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,30 @@ class LibraryEnv(PluginMixin, TestHelper):
         """Item ids that ``beet ls QUERY`` prints."""
         out = self.beet("ls", "-f", "$id", *query).stdout
         return sorted(int(line) for line in out.split())
+
+
+AUDIO_SUFFIXES = {".flac", ".ogg", ".mp3"}
+
+
+def audio_files(*roots: Path) -> list[Path]:
+    """Every audio file under the roots (beets' partial-copy temp files excluded)."""
+    found = []
+    for root in roots:
+        found += [p for p in root.rglob("*") if p.suffix in AUDIO_SUFFIXES and p.is_file()]
+    return sorted(found)
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Make a file or directory unwritable, even for root (chattr +i), then restore."""
+    as_root = os.geteuid() == 0
+    mode = path.stat().st_mode
+    path.chmod(mode & ~0o222)
+    if as_root:
+        subprocess.run(["chattr", "+i", str(path)], check=True)
+    try:
+        yield
+    finally:
+        if as_root:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(mode)

@@ -131,7 +131,7 @@ class Batch:
     started: float = field(default_factory=time.monotonic)
     results: list[ItemResult] = field(default_factory=list)
     keep: list[tuple[Item, tuple[str, ...]]] = field(default_factory=list)  # (item, markers to set)
-    moves: list[int] = field(default_factory=list)  # journal ids
+    intents: list[int] = field(default_factory=list)  # journal ids, forgotten after the commit
     taken: set[bytes] = field(default_factory=set)  # destinations promised in this batch
     vacated: set[bytes] = field(default_factory=set)  # directories items left
     albums: set[int] = field(default_factory=set)  # albums whose items moved (art follows)
@@ -142,8 +142,8 @@ class Engine:
 
     def __init__(self, lib: Library, op: Operation, rules: Rules, settings: Settings, log: BeetsLogger,
                  journal: Journal | None = None, force: bool = False, pretend: bool = False) -> None:
-        if not pretend and journal is None and op.rename:
-            raise ValueError("a real rename needs the move journal")
+        if not pretend and journal is None:
+            raise ValueError("a real run needs the journal")
         self.lib, self.op, self.rules, self.settings, self.log = lib, op, rules, settings, log
         self.journal, self.force, self.pretend = journal, force, pretend
         self.todo = unmarked_query(op.name)
@@ -212,7 +212,7 @@ class Engine:
                 raise ItemError(f"file not found: {file}")
             changes = self._normalize(item)
             if changes and not self.pretend:
-                item.write()
+                self._write_tags(item, batch)
                 written = True
             if self.op.rename:
                 self._rename(item, batch)
@@ -237,6 +237,18 @@ class Engine:
             return {}
         present = set(model.keys(with_album=False)) if hasattr(model, "album_id") else set(model.keys())
         return self.rules.apply(model, present)
+
+    def _write_tags(self, item: Item, batch: Batch) -> None:
+        """``Item.write``, journaled: killed before the batch commits, the file
+        would hold tags the library does not; the next start rewrites them."""
+        assert self.journal is not None
+        intent = self.journal.intend("tags", item.id, item.path, item.path)
+        try:
+            item.write()
+        except BaseException:
+            self.journal.forget([intent])
+            raise
+        batch.intents.append(intent)
 
     def _normalize_albums(self, items: list[Item]) -> None:
         """Album-level fields come from the album row in path formats, so the
@@ -267,7 +279,7 @@ class Engine:
         if item.path != dest:  # another process took dest meanwhile; beets picked a new name
             self.journal.forget([move])
             move = self.journal.intend("item", item.id, old, item.path)
-        batch.moves.append(move)
+        batch.intents.append(move)
         batch.vacated.add(os.path.dirname(old))
         if item.album_id:
             batch.albums.add(item.album_id)
@@ -291,7 +303,7 @@ class Engine:
                 sink.items([(summary.count(r), r) for r in batch.results], summary)
                 raise
         if self.journal:
-            self.journal.forget(batch.moves)
+            self.journal.forget(batch.intents)
         self._move_art(batch.albums)
         for directory in batch.vacated:
             util.prune_dirs(directory, self.lib.directory, clutter=self.clutter)

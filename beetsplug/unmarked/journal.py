@@ -1,11 +1,13 @@
-"""Crash-safe moves: an intent is recorded before a file moves and reconciled after a crash.
+"""Crash safety: an intent is recorded before a file changes and settled after a crash.
 
-beets moves a file and then stores the new path. A process killed between the
-two leaves an item pointing at a file that is no longer there. So before each
-move the engine writes (entity, src, dst) to the job store, and forgets it
-once the batch that stores the new path has committed. Whatever is left when
-the next job claims the library belonged to a process that died, and
-``reconcile`` settles it from what is on disk.
+beets moves a file and then stores the new path; it writes tags to a file and
+then stores them. A process killed in between leaves an item pointing at a
+file that is gone, or a file whose tags the library does not know. So before
+each move or tag write the engine records an intent in the job store, and
+forgets it once the batch that stores the change has committed. Whatever is
+left when the next job claims the library belonged to a process that died:
+``reconcile`` repairs paths from what is on disk, then rewrites the tags of
+files whose write was not recorded from the library's values.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import beets
 from beets import util
+from beets.library import FileOperationError
 
 from .jobs import JobStore, Move
 from .transaction import atomic
@@ -25,7 +28,7 @@ from .transaction import atomic
 if TYPE_CHECKING:
     from beets.library import Album, Item, Library
 
-PATH_FIELD = {"item": "path", "album": "artpath"}
+PATH_FIELD = {"item": "path", "album": "artpath"}  # kinds of move; "tags" marks a tag write
 
 
 def unique_destination(dest: bytes, taken: set[bytes]) -> bytes:
@@ -72,28 +75,51 @@ def _settle(entity: Item | Album, move: Move) -> str | None:
 
 def reconcile(lib: Library, store: JobStore, exclude_job: int | None = None,
               log: Callable[[str], None] | None = None) -> int:
-    """Settle the intents of dead jobs. Returns how many paths were repaired."""
-    moves = store.pending_moves(exclude_job)
-    if not moves:
+    """Settle the intents of dead jobs. Returns how many items or albums were repaired."""
+    intents = store.pending_moves(exclude_job)
+    if not intents:
         return 0
-    repaired: list[tuple[Item | Album, Move]] = []
+    moves = [i for i in intents if i.kind in PATH_FIELD]
     with lib.music_dir_context():
-        for move in moves:
-            _remove_partial_copies(move.dst)
-            getter = lib.get_item if move.kind == "item" else lib.get_album
-            entity = getter(move.entity)
-            note = _settle(entity, move) if entity is not None else None
-            if note:
-                entity[PATH_FIELD[move.kind]] = move.dst
-                repaired.append((entity, move))
-                if log:
-                    log(note)
-        if repaired:
-            with atomic(lib):
-                for entity, _ in repaired:
-                    entity.store()
-        for _, move in repaired:
-            util.prune_dirs(os.path.dirname(move.src), lib.directory,
-                            clutter=beets.config["clutter"].as_str_seq())
-    store.forget([move.id for move in moves])
+        repaired = _repair_paths(lib, moves, log)
+        rewritten = _rewrite_tags(lib, {i.entity for i in intents if i.kind == "tags"}, log)
+    store.forget([intent.id for intent in intents])
+    return repaired + rewritten
+
+
+def _repair_paths(lib: Library, moves: list[Move], log: Callable[[str], None] | None) -> int:
+    repaired: list[tuple[Item | Album, Move]] = []
+    for move in moves:
+        _remove_partial_copies(move.dst)
+        getter = lib.get_item if move.kind == "item" else lib.get_album
+        entity = getter(move.entity)
+        note = _settle(entity, move) if entity is not None else None
+        if note:
+            entity[PATH_FIELD[move.kind]] = move.dst
+            repaired.append((entity, move))
+            if log:
+                log(note)
+    if repaired:
+        with atomic(lib):
+            for entity, _ in repaired:
+                entity.store()
+    for _, move in repaired:
+        util.prune_dirs(os.path.dirname(move.src), lib.directory,
+                        clutter=beets.config["clutter"].as_str_seq())
     return len(repaired)
+
+
+def _rewrite_tags(lib: Library, item_ids: set[int], log: Callable[[str], None] | None) -> int:
+    """Make files whose tag write was not recorded match the library again."""
+    count = 0
+    for item in filter(None, map(lib.get_item, sorted(item_ids))):
+        try:
+            item.write()
+        except FileOperationError as exc:
+            if log:
+                log(f"item {item.id}: could not restore its tags after a crash: {exc}")
+            continue
+        count += 1
+        if log:
+            log(f"item {item.id}: tags written before a crash were not recorded; file rewritten from the library")
+    return count
