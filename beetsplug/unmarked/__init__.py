@@ -72,6 +72,16 @@ class UnmarkedPlugin(BeetsPlugin):
         self.config.add(CONFIG_DEFAULTS)
         if self.config["auto"].get(bool):
             self.register_listener("import_task_files", self.process_imported)
+        self.register_listener("pluginload", self._extend_web)
+
+    def _extend_web(self) -> None:
+        """With beets' `web` plugin loaded too, add our API and page to its app."""
+        from beets import plugins
+
+        if any(plugin.name == "web" for plugin in plugins.find_plugins()):
+            from .web import register
+
+            register(self)
 
     def commands(self) -> list[Any]:
         from .cli import build_commands

@@ -133,6 +133,7 @@ class JobStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._local = threading.local()
+        self._changed = threading.Condition()  # wakes this process's streams on new events
         self._db().executescript(SCHEMA)  # idempotent; executescript commits itself
 
     # --- connections -----------------------------------------------------
@@ -238,6 +239,14 @@ class JobStore:
                 assigns = ", ".join(f"{name} = ?" for name in fields)
                 db.execute(f"UPDATE jobs SET {assigns} WHERE id = ?", (*fields.values(), job))
             self._insert_events(db, row, payloads)
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_events(self, timeout: float) -> None:
+        """Sleep until this process appends events, or ``timeout`` (other
+        processes' events are found by polling)."""
+        with self._changed:
+            self._changed.wait(timeout)
 
     def _insert_events(self, db: sqlite3.Connection, row: sqlite3.Row, payloads: Sequence[dict[str, Any]]) -> None:
         seq = row["last_event"]
