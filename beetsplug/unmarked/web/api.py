@@ -144,6 +144,8 @@ def job_events(job_id: str) -> Any:
     after = request.headers.get("Last-Event-ID", request.args.get("after", "0"))
     if not after.isdigit():
         raise ApiError(400, f"Last-Event-ID must be an event id (a whole number), not {after!r}")
+    if summary["status"] not in ACTIVE and int(after) >= summary["last_event"]:
+        return "", 204  # all seen and the job is over: tells EventSource to stop reconnecting
     return _event_stream(summary["job"], int(after))
 
 

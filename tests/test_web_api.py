@@ -1,0 +1,311 @@
+"""The HTTP API and SSE over a real loopback socket (`beet web` as a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from beetsplug.unmarked.jobs import JobStore, store_path
+
+from .consistency import consistent
+from .libenv import LibraryEnv
+from .servers import Server, beet_web, web_settings
+from .sse_client import EventSource
+
+EXTS = ["flac", "ogg", "mp3"]
+
+
+def add_many(env: LibraryEnv, count: int, artist: str = "Artist") -> list[int]:
+    """Tracks whose titles all need normalizing (so every item writes its file)."""
+    items = env.add_tracks(
+        (f"{artist}{n:04d}.{EXTS[n % 3]}", {"title": f"  Song   {n} ft. X", "artist": artist, "album": "LP"})
+        for n in range(count)
+    )
+    return [item.id for item in items]
+
+
+@pytest.fixture
+def server(env: LibraryEnv) -> Iterator[Server]:
+    web_settings(env)
+    srv = beet_web(env)
+    yield srv
+    srv.stop()
+
+
+def wait_status(server: Server, job: int, statuses: set[str], timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        summary = server.get(f"/api/jobs/{job}").json()
+        if summary["status"] in statuses:
+            return summary
+        time.sleep(0.05)
+    raise AssertionError(f"job {job} still {summary['status']}")
+
+
+def marked_ids(env: LibraryEnv, marker: str) -> set[int]:
+    with sqlite3.connect(env.settings["library"]) as conn:
+        return {row[0] for row in conn.execute("SELECT entity_id FROM item_attributes WHERE key = ?", (marker,))}
+
+
+def test_stream_end_to_end(env: LibraryEnv, server: Server) -> None:
+    ids = add_many(env, 30)
+    source = EventSource(server.url("/api/process-unmarked?stream=true"), method="POST", body={})
+    events = list(source.events())
+
+    first = source.connections[0]
+    assert first.status == 200
+    assert first.headers["Content-Type"].startswith("text/event-stream")
+    assert first.headers["Cache-Control"] == "no-cache"
+    assert first.headers["X-Accel-Buffering"] == "no"
+    assert [e.id for e in events] == list(range(1, 33)), "ids 1, 2, 3 ... without gaps"
+    assert all(e.type == e.data["type"] for e in events)
+    start, items, done = events[0], events[1:-1], events[-1]
+    assert start.data == {"type": "start", "job": start.data["job"], "op": "process", "total": 30}
+    assert [e.data["current"] for e in items] == list(range(1, 31))
+    assert sorted(e.data["item_id"] for e in items) == sorted(ids)
+    sample = items[0].data
+    assert sample["success"] and sample["error"] is None and sample["total"] == 30
+    assert sample["changes"]["title"][1].startswith("Song ") and sample["dest"] != sample["file"]
+    assert os.path.isabs(sample["dest"]) and sample["dest"].startswith(str(env.lib_path))
+    assert done.data["done"] is True and done.data["status"] == "completed"
+    assert (done.data["succeeded"], done.data["failed"], done.data["results"]) == (30, 0, [])
+    assert env.beet_ids("unmarked:true") == []
+    consistent(env, env.incoming, env.lib_path)
+
+
+def test_without_stream_the_summary_comes_back(env: LibraryEnv, server: Server) -> None:
+    ids = add_many(env, 6)
+    gone = env.item(ids[2])
+    os.remove(gone.path)
+    response = server.post("/api/rename-unmarked", json={"query": "artist:Artist"})
+    assert response.status_code == 200
+    summary = response.json()
+    for key in ("job", "op", "query", "status", "total", "current", "succeeded", "failed", "skipped",
+                "created", "started", "finished", "errors"):
+        assert key in summary
+    assert (summary["status"], summary["total"], summary["succeeded"], summary["failed"]) == ("completed", 6, 5, 1)
+    assert summary["errors"] == [{"item_id": ids[2], "file": os.fsdecode(gone.path),
+                                  "error": f"file not found: {os.fsdecode(gone.path)}"}]
+    assert env.beet_ids("unmarked:rename") == [ids[2]]
+
+
+def test_disconnect_and_resume_with_last_event_id(env: LibraryEnv, server: Server) -> None:
+    add_many(env, 150)
+    created = server.post("/api/jobs", json={"op": "process"})
+    assert created.status_code == 202
+    job = created.json()
+    assert job["total"] == 150 and job["events"] == f"/api/jobs/{job['job']}/events"
+
+    source = EventSource(server.url(job["events"]))
+    seen = []
+    for event in source.one_connection():
+        seen.append(event)
+        if event.id == 10:
+            break  # the client goes away mid-stream
+    assert source.last_event_id == 10
+    seen += list(source.events())  # reconnects with Last-Event-ID: 10
+    assert [e.id for e in seen] == list(range(1, 153)), "nothing lost, nothing repeated"
+    assert seen[-1].data["status"] == "completed"
+    assert source.connections[1].status == 200
+
+    # A reconnect after `done` gets 204: EventSource stops instead of looping.
+    again = requests.get(server.url(job["events"]), headers={"Last-Event-ID": "152"}, timeout=10)
+    assert again.status_code == 204
+    # A page that re-attaches from the summary uses ?after=
+    tail = list(EventSource(server.url(job["events"] + "?after=150")).events())
+    assert [e.id for e in tail] == [151, 152]
+
+
+def test_job_goes_on_when_the_client_leaves(env: LibraryEnv, server: Server) -> None:
+    add_many(env, 120)
+    source = EventSource(server.url("/api/normalize-unmarked?stream=true"), method="POST", body={})
+    start = next(source.one_connection())  # read the start event, then drop the connection (reload)
+    job = start.data["job"]
+    summary = wait_status(server, job, {"completed"})
+    assert summary["current"] == summary["succeeded"] == 120
+    assert server.get("/api/jobs").json()["jobs"][0]["job"] == job
+    assert env.beet_ids("unmarked:normalize") == []
+
+
+def test_cancel_stops_before_the_next_item(env: LibraryEnv, server: Server) -> None:
+    add_many(env, 400)
+    job = server.post("/api/jobs", json={"op": "process"}).json()["job"]
+    source = EventSource(server.url(f"/api/jobs/{job}/events"))
+    events = []
+    for event in source.events():
+        events.append(event)
+        if event.type == "item" and len(events) == 2:
+            cancelled = server.post(f"/api/jobs/{job}/cancel")
+            assert cancelled.status_code == 200 and cancelled.json()["cancel_requested"] is True
+    done = events[-1].data
+    assert done["status"] == "cancelled"
+    assert 0 < done["succeeded"] < 400
+    reported = {e.data["item_id"] for e in events if e.type == "item" and e.data["success"]}
+    assert len(reported) == done["succeeded"]
+    assert marked_ids(env, "renamed") == reported == marked_ids(env, "normalized"), "markers only for items done"
+    summary = server.get(f"/api/jobs/{job}").json()
+    assert summary["status"] == "cancelled" and summary["current"] == len(events) - 2
+    consistent(env, env.incoming, env.lib_path)
+
+
+def test_one_job_per_library(env: LibraryEnv, server: Server) -> None:
+    add_many(env, 300)
+    first = server.post("/api/jobs", json={"op": "process"}).json()["job"]
+    second = server.post("/api/jobs", json={"op": "rename"})
+    assert second.status_code == 409
+    assert second.json()["job"] == first and f"job {first} (process, from web" in second.json()["error"]
+    cli = env.beet("rename-unmarked", check=False)
+    assert cli.returncode == 1 and f"job {first} (process, from web" in cli.stderr
+    wait_status(server, first, {"completed"})
+    # and the other way round: a CLI job (here: a live claim) blocks the web
+    claim = JobStore(store_path(env.lib)).claim("rename", "", False, "cli")
+    blocked = server.post("/api/rename-unmarked")
+    assert blocked.status_code == 409 and blocked.json()["job"] == claim
+
+
+def test_paths_are_absolute_in_request_threads(env: LibraryEnv, server: Server) -> None:
+    ids = add_many(env, 5, artist="Alpha") + add_many(env, 3, artist="Beta")
+    env.beet("mark", "--op", "rename", "artist:Beta")
+    listing = server.get("/api/unmarked", params={"op": "rename"}).json()
+    assert listing["count"] == 5 and listing["op"] == "rename"
+    assert {i["id"] for i in listing["items"]} == set(ids[:5])
+    assert all(os.path.isabs(i["path"]) and os.path.exists(i["path"]) for i in listing["items"])
+    page = server.get("/api/unmarked", params={"op": "process", "limit": 3, "offset": 6}).json()
+    assert page["count"] == 8 and [i["id"] for i in page["items"]] == ids[6:8]
+    narrowed = server.get("/api/unmarked", params={"query": "artist:Beta"}).json()
+    assert narrowed["count"] == 3 and narrowed["items"][0]["artist"] == "Beta"
+
+
+def test_readonly_server_refuses_changes(env: LibraryEnv) -> None:
+    add_many(env, 3)
+    web_settings(env, readonly=True)
+    server = beet_web(env)
+    try:
+        for path in ("/api/jobs", "/api/process-unmarked", "/api/rename-unmarked?stream=true", "/api/jobs/1/cancel"):
+            response = server.post(path, json={"op": "process"} if path == "/api/jobs" else None)
+            assert response.status_code == 403, path
+            assert "read-only" in response.json()["error"]
+        assert server.get("/api/jobs").json() == {"jobs": []}
+        assert server.get("/api/unmarked").json()["count"] == 3
+    finally:
+        server.stop()
+    assert env.beet_ids("unmarked:true") == env.ids()
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://evil.example"},
+    {"Origin": "null"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},
+])
+def test_cross_site_posts_are_refused(env: LibraryEnv, server: Server, headers: dict[str, str]) -> None:
+    add_many(env, 2)
+    response = server.post("/api/jobs", json={"op": "process"}, headers=headers)
+    assert response.status_code == 403
+    assert "cross-site request refused" in response.json()["error"]
+    assert server.get("/api/jobs").json() == {"jobs": []}
+    same = server.post("/api/jobs", json={"op": "process"},
+                       headers={"Origin": server.base, "Sec-Fetch-Site": "same-origin"})
+    assert same.status_code == 202
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("{", "request body is not valid JSON"),
+    ("[]", "request body must be a JSON object, not list"),
+    ('"process"', "must be a JSON object, not str"),
+    ("{}", "missing field(s): op"),
+    ('{"op": "tidy"}', "unknown operation 'tidy'"),
+    ('{"op": 5}', "field 'op' must be a str, not int"),
+    ('{"op": "process", "force": "yes"}', "field 'force' must be a bool, not str"),
+    ('{"op": "process", "query": ["a"]}', "field 'query' must be a str, not list"),
+    ('{"op": "process", "limit": 3}', "unknown field(s) limit"),
+    ('{"op": "process", "query": "unmarked:maybe"}', "invalid query"),
+    ('{"op": "process", "query": "\\"unclosed"}', "invalid query"),
+    (b"\xff\xfe", "not valid JSON"),
+])
+def test_malformed_job_requests(env: LibraryEnv, server: Server, body: str | bytes, message: str) -> None:
+    add_many(env, 2)
+    response = server.post("/api/jobs", data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+    assert server.get("/api/jobs").json() == {"jobs": []}, "nothing was started"
+
+
+@pytest.mark.parametrize(("path", "status", "message"), [
+    ("/api/unmarked?op=tidy", 400, "unknown operation"),
+    ("/api/unmarked?limit=abc", 400, "limit must be a whole number"),
+    ("/api/unmarked?limit=0", 400, "limit must be from 1 to 1000"),
+    ("/api/unmarked?offset=-1", 400, "offset must be a whole number"),
+    ("/api/unmarked?query=unmarked:maybe", 400, "invalid query"),
+    ("/api/jobs/999", 404, "no job '999'"),
+    ("/api/jobs/abc", 404, "no job 'abc'"),
+    ("/api/jobs/999/events", 404, "no job"),
+])
+def test_bad_reads(env: LibraryEnv, server: Server, path: str, status: int, message: str) -> None:
+    response = server.get(path)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+
+
+def test_bad_ids_and_names_on_posts(env: LibraryEnv, server: Server) -> None:
+    assert server.post("/api/jobs/12/cancel").status_code == 404
+    unknown = server.post("/api/tidy-unmarked")
+    assert unknown.status_code == 404 and "no operation 'tidy'" in unknown.json()["error"]
+    add_many(env, 2)
+    job = server.post("/api/jobs", json={"op": "rename"}).json()["job"]
+    wait_status(server, job, {"completed"})
+    bad = server.get(f"/api/jobs/{job}/events", headers={"Last-Event-ID": "x1"})
+    assert bad.status_code == 400 and "Last-Event-ID" in bad.json()["error"]
+
+
+def test_a_job_whose_server_died_is_interrupted_and_the_rest_is_finished(env: LibraryEnv) -> None:
+    web_settings(env)
+    add_many(env, 400)
+    server = beet_web(env)
+    job = server.post("/api/jobs", json={"op": "process"}).json()["job"]
+    source = EventSource(server.url(f"/api/jobs/{job}/events"))
+    for event in source.one_connection():
+        if event.type == "item":
+            break
+    server.kill()  # kill -9 of the server mid-job
+    restarted = beet_web(env)
+    try:
+        summary = wait_status(restarted, job, {"interrupted"}, timeout=30)
+        assert "stopped" in summary["error"]
+        rest = list(EventSource(restarted.url(f"/api/jobs/{job}/events"), last_event_id=source.last_event_id).events())
+        assert rest[-1].type == "done" and rest[-1].data["status"] == "interrupted"
+        again = restarted.post("/api/process-unmarked")
+        assert again.status_code == 200 and again.json()["status"] == "completed"
+        assert again.json()["total"] == 400 - summary["succeeded"]
+    finally:
+        restarted.stop()
+    assert env.beet_ids("unmarked:true") == []
+    consistent(env, env.incoming, env.lib_path)
+
+
+def test_keep_alive_while_the_job_waits_for_a_locked_library(env: LibraryEnv, server: Server) -> None:
+    add_many(env, 5)
+    holder = sqlite3.connect(env.settings["library"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another program holds the library's write lock
+    try:
+        job = server.post("/api/jobs", json={"op": "normalize"}).json()["job"]
+        source = EventSource(server.url(f"/api/jobs/{job}/events"))
+        stream = source.one_connection()
+        assert next(stream).type == "start"
+        time.sleep(11.5)  # the job retries its commit; the stream stays silent
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    rest = list(stream)
+    assert source.connections[0].comments[:1] == [": keep-alive"]
+    assert rest[-1].type == "done" and rest[-1].data["status"] == "completed"
+    assert rest[-1].data["succeeded"] == 5, "the commit waited for the lock and went through"
+    log = server.log()
+    assert "library locked; retrying" in log
+    assert json.loads(json.dumps(rest[-1].data))["failed"] == 0
