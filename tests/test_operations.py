@@ -266,13 +266,15 @@ def test_a_claim_left_by_a_killed_process_does_not_block(env: LibraryEnv) -> Non
     assert len(items) == 6
 
 
-def test_progress_bar_only_on_a_terminal(env: LibraryEnv) -> None:
+@pytest.mark.parametrize("columns", [100, 0], ids=["sized-terminal", "pty-without-size"])
+def test_progress_bar_only_on_a_terminal(env: LibraryEnv, columns: int) -> None:
     env.add_tracks((f"t{i}.ogg", {"title": f" t{i} ", "artist": "A"}) for i in range(30))
     piped = env.beet("normalize-unmarked")
     assert "it/s" not in piped.stderr and "%|" not in piped.stderr
     env.beet("unmark", "--all")
     parent, child = pty.openpty()
-    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real terminal's size
+    if columns:
+        fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     try:
         proc = subprocess.run([BEET, "normalize-unmarked", "-f"], stderr=child, stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "BEETSDIR": str(env.temp_path)}, timeout=120)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import optparse
+import shutil
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -97,8 +98,12 @@ class TerminalSink:
         self.bar: tqdm | None = None
 
     def start(self, total: int) -> None:
+        # A terminal that reports no size (some ptys) would hide tqdm's bar:
+        # give it beets' configured width and a usual height instead.
+        sized = shutil.get_terminal_size((0, 0)).columns > 0
         self.bar = tqdm(total=total, unit="item", desc=self.op.command, file=sys.stderr,
-                        disable=self.pretend or not sys.stderr.isatty(), dynamic_ncols=True)
+                        disable=self.pretend or not sys.stderr.isatty(), dynamic_ncols=sized,
+                        ncols=None if sized else ui.term_width(), nrows=None if sized else 24)
 
     def items(self, numbered: list[tuple[int, ItemResult]], summary: Summary) -> None:
         for _, result in numbered:

@@ -137,10 +137,11 @@ def main() -> None:
                               capture_output=True, text=True)
     if imported.returncode:
         sys.exit(f"beet import failed:\n{imported.stderr}")
+    run("stats", "unmarked:true")
     run("ls", "-f", "$title | $artist | $path", "unmarked:true", "track:1")
     run("process-unmarked")
     run("ls", "-f", "$title | $artist | $path", "track:1")
-    run("ls", "-f", "$id", "unmarked:true")
+    run("stats", "unmarked:true")
     print(f"\nDone. Try: BEETSDIR={root} beet ls unmarked:false")
 
 
