@@ -12,18 +12,20 @@ marker is in the library. Every move is journaled first (see journal.py).
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import beets
 from beets import util
 from beets.library import FileOperationError
-from beets.util import FilesystemError, displayable_path
+from beets.util import FilesystemError
 
+from .events import readable
 from .journal import unique_destination
 from .markers import unmarked_query
 from .selection import load_items
@@ -202,7 +204,7 @@ class Engine:
     def _one(self, item_id: int, item: Item | None, batch: Batch) -> ItemResult:
         if item is None:
             return ItemResult(item_id, None, skipped=True, error="removed from the library during the run")
-        file = displayable_path(item.path)
+        file = readable(item.path)
         if not self._wanted(item):
             return ItemResult(item_id, file, file, skipped=True, error="already done by another run")
         before = item.copy() if self.pretend else None
@@ -219,11 +221,11 @@ class Engine:
         except Exception as exc:  # one item's trouble never stops the run
             if written:  # the file has the new tags: record them, but no marker
                 batch.keep.append((item, ()))
-            return ItemResult(item_id, file, success=False, error=self._describe(exc, file))
+            return ItemResult(item_id, file, success=False, error=readable(self._describe(exc, file)))
         if not self.pretend:
             batch.keep.append((item, self.op.markers))
         after = item if self.pretend else None
-        return ItemResult(item_id, file, displayable_path(item.path), changes=changes, before=before, after=after)
+        return ItemResult(item_id, file, readable(item.path), changes=changes, before=before, after=after)
 
     def _describe(self, exc: Exception, file: str) -> str:
         """beets' file errors already name the path; anything else gets it added."""
@@ -243,9 +245,12 @@ class Engine:
         would hold tags the library does not; the next start rewrites them."""
         assert self.journal is not None
         intent = self.journal.intend("tags", item.id, item.path, item.path)
+        size = os.path.getsize(util.syspath(item.path))
         try:
             item.write()
-        except BaseException:
+        except BaseException as exc:
+            if _disk_full(exc):
+                _truncate(item.path, size)
             self.journal.forget([intent])
             raise
         batch.intents.append(intent)
@@ -357,6 +362,30 @@ class Engine:
         if moved:
             self._store(moved, lambda album: album.store(inherit=False))
         self.journal.forget(intents)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC anywhere in the chain (beets wraps mutagen, which wraps OSError)."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return True
+        todo += [getattr(current, "reason", None), current.__cause__, current.__context__,
+                 *[a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]]
+    return False
+
+
+def _truncate(path: bytes, size: int) -> None:
+    """Undo a tag write that died growing the file (mutagen extends the file
+    before it moves any audio data, so the first ``size`` bytes are intact)."""
+    with suppress(OSError):
+        if os.path.getsize(util.syspath(path)) > size:
+            os.truncate(util.syspath(path), size)
 
 
 def _chunks(ids: Sequence[int], size: int) -> Iterator[Sequence[int]]:

@@ -6,10 +6,18 @@ store numbers them, the web streams them, the page renders them.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .engine import ItemResult
+
+
+def readable(value: str | bytes) -> str:
+    """A path or message as clean text: bytes that are not UTF-8 (a Latin-1
+    file name, say) become U+FFFD instead of lone surrogates in JSON."""
+    raw = value if isinstance(value, bytes) else os.fsencode(value)
+    return raw.decode("utf-8", "replace")
 
 
 def start_event(job: int, op: str, total: int) -> dict[str, Any]:

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 import beets
 import flask
 from beets import context, dbcore
-from beets.util import displayable_path
 from flask import Blueprint, jsonify, request
 
 from ..engine import Settings
+from ..events import readable
 from ..jobs import ACTIVE, JobConflict, store_for
 from ..normalize import Rules
 from ..operations import OPERATIONS, Operation
@@ -163,7 +163,7 @@ def unmarked() -> Any:
     page = ids[offset:offset + limit]
     loaded = load_items(_lib(), page)
     items = [
-        {"id": i.id, "artist": i.artist, "title": i.title, "album": i.album, "path": displayable_path(i.path)}
+        {"id": i.id, "artist": i.artist, "title": i.title, "album": i.album, "path": readable(i.path)}
         for i in (loaded[item_id] for item_id in page if item_id in loaded)
     ]
     return jsonify({"op": op.name, "query": query, "count": len(ids), "items": items})

@@ -10,7 +10,9 @@ resumes with ``Last-Event-ID``, as EventSource does by itself.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -29,31 +31,83 @@ def format_event(seq: int, kind: str, data: str) -> str:
     return f"id: {seq}\nevent: {kind}\ndata: {data}\n\n"
 
 
+class ChunkCache:
+    """Formatted runs of events, shared by the streams of this process.
+
+    Many clients following one job ask for the same events at the same
+    moment. One of them reads and formats; the others wait for it and reuse
+    its text. Reads are also taken one at a time: fifty threads each holding
+    a read open on the job store exhausted SQLite's WAL reader slots and made
+    the job itself wait (three times slower, measured with bench/sse_load.py).
+    Events never change once written, so a cached run stays true; only
+    "nothing new yet" is never cached.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self.runs: OrderedDict[tuple[str, int, int], tuple[str, int, bool]] = OrderedDict()
+        self.lock = threading.Lock()  # guards `runs`
+        self.reading = threading.Lock()  # one store read at a time
+
+    def _cached(self, key: tuple[str, int, int]) -> tuple[str, int, bool] | None:
+        with self.lock:
+            if key in self.runs:
+                self.runs.move_to_end(key)
+                return self.runs[key]
+        return None
+
+    def after(self, store: JobStore, job: int, seq: int) -> tuple[str, int, bool] | None:
+        """(text, last id, ended with done) for the events after ``seq``, or None."""
+        key = (store.path, job, seq)
+        run = self._cached(key)
+        if run:
+            return run
+        with self.reading:
+            run = self._cached(key)  # read by another stream while we waited
+            if run:
+                return run
+            rows = store.events_after(job, seq)
+        if not rows:
+            return None
+        done = next((i for i, row in enumerate(rows) if row[1] == "done"), None)
+        rows = rows if done is None else rows[:done + 1]
+        run = ("".join(format_event(*row) for row in rows), rows[-1][0], done is not None)
+        with self.lock:
+            self.runs[key] = run
+            while len(self.runs) > self.size:
+                self.runs.popitem(last=False)
+        return run
+
+    def reap(self, store: JobStore) -> None:
+        """Check the job's process is alive (a dead one gets its `done` here)."""
+        with self.reading:
+            store.reap()
+
+
+CHUNKS = ChunkCache()
+
+
 def stream(store: JobStore, job: int, after: int, window: float | None) -> Iterator[str]:
     """The job's events numbered above ``after``, until ``done`` (or the window ends)."""
     started = last_sent = last_reap = time.monotonic()
     yield f"retry: {RETRY_WINDOWED_MS if window is not None else RETRY_MS}\n\n"
     while True:
-        rows = store.events_after(job, after)
-        if rows:
-            chunk = []
-            for seq, kind, data in rows:
-                chunk.append(format_event(seq, kind, data))
-                after = seq
-                if kind == "done":
-                    yield "".join(chunk)
-                    return
-            yield "".join(chunk)
+        run = CHUNKS.after(store, job, after)
+        if run:
+            text, after, done = run
+            yield text
+            if done:
+                return
             last_sent = time.monotonic()
         now = time.monotonic()
         if window is not None and now - started >= window:
             return  # the client resumes from `after` with Last-Event-ID
-        if rows:
+        if run:
             continue
         if now - last_sent >= KEEPALIVE:
             yield ": keep-alive\n\n"
             last_sent = now
         if now - last_reap >= REAP_EVERY:
-            store.reap()  # a job whose process died gets its `done` event here
+            CHUNKS.reap(store)
             last_reap = now
         store.wait_for_events(POLL)

@@ -1,0 +1,185 @@
+"""Faults during real runs: files that vanish or rot, a full disk, odd names, a busy library."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from beetsplug.unmarked.jobs import JobStore, store_path
+
+from .audio import make_track
+from .consistency import consistent
+from .libenv import BEET, LibraryEnv, audio_files
+from .servers import beet_web, web_settings
+from .test_web_api import add_many
+
+
+def start_cli(env: LibraryEnv, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([BEET, *args], env={**os.environ, "BEETSDIR": str(env.temp_path)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_progress(env: LibraryEnv, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    """Until the run has committed its first items (read from the job store)."""
+    store = JobStore(store_path(env.lib))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        active = store.active()
+        if active and active["current"] > 0:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    raise AssertionError("the run made no progress")
+
+
+def test_files_that_vanish_or_rot_after_selection(env: LibraryEnv) -> None:
+    ids = add_many(env, 400)
+    vanishing, rotting = env.item(ids[-1]), env.item(ids[-2])  # the run reaches these last
+    run = start_cli(env, "process-unmarked")
+    wait_for_progress(env, run)
+    os.remove(vanishing.path)
+    Path(os.fsdecode(rotting.path)).write_bytes(os.urandom(3000))
+    out, err = run.communicate(timeout=120)
+
+    assert run.returncode == 1
+    assert f"file not found: {os.fsdecode(vanishing.path)}" in err
+    assert f"error reading {os.fsdecode(rotting.path)}" in err
+    assert "400 processed, 398 succeeded, 2 failed" in out
+    assert env.beet_ids("unmarked:true") == sorted([vanishing.id, rotting.id])
+    assert env.item(rotting.id).path == rotting.path and os.path.exists(rotting.path)
+    env.item(vanishing.id).remove()  # the user deleted it; the rest must be in order
+    consistent(env, env.incoming, env.lib_path)
+
+
+@pytest.fixture
+def small_disk(env: LibraryEnv) -> Iterator[Path]:
+    """A 1 MiB filesystem (tmpfs) inside the test's directory."""
+    mount = env.temp_path / "small-disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(directory: Path) -> Path:
+    filler = directory / "filler.bin"
+    with open(filler, "wb", buffering=0) as out:
+        for size in (65536, 1024, 1):
+            try:
+                while True:
+                    out.write(b"\0" * size)
+            except OSError:
+                pass
+    return filler
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a size-limited tmpfs needs root (CI runs as root)")
+def test_disk_full_during_tag_writes_harms_no_file(env: LibraryEnv, small_disk: Path) -> None:
+    items = [env.add_track(f"t{n}.{ext}", {"title": f"  Song {n} ft. X", "artist": "A"}, where=small_disk)
+             for n, ext in enumerate(["mp3", "flac", "ogg", "mp3"])]
+    before = {f: f.read_bytes() for f in audio_files(small_disk)}
+    env.lib.get_item(items[0].id)  # the library itself is not on the small disk
+    filler = fill(small_disk)
+    env.beet("modify", "-y", "-M", "comments=" + "c" * 4000, "artist:A")  # tags that need room to grow
+
+    result = env.beet("normalize-unmarked", check=False)
+
+    assert result.returncode == 1
+    reported = [line for line in result.stderr.splitlines()
+                if line.startswith("unmarked: error writing") and "No space left on device" in line]
+    assert len(reported) == 4, result.stderr
+    assert {f: f.read_bytes() for f in audio_files(small_disk)} == before, "every file byte-identical"
+    assert env.beet_ids("unmarked:normalize") == sorted(i.id for i in items)
+    filler.unlink()
+    env.beet("normalize-unmarked")
+    assert env.beet_ids("unmarked:normalize") == []
+
+
+def test_file_names_that_are_not_utf8(env: LibraryEnv) -> None:
+    raw = os.fsencode(env.incoming) + b"/caf\xe9 \xff\xfe.mp3"  # Latin-1 bytes: not UTF-8
+    make_track(Path(os.fsdecode(raw)), {"title": "Caf\u00e9  Song", "artist": "Odd Names"})
+    env.add_tracks([("plain.ogg", {"title": "Plain", "artist": "Odd Names"})])
+    item = env.lib.items("title:Plain").get()
+    from beets.library import Item
+
+    odd = Item.from_path(raw)
+    env.lib.add(odd)
+    web_settings(env)
+    server = beet_web(env)
+    try:
+        listing = server.get("/api/unmarked").json()
+        assert listing["count"] == 2
+        assert any("caf" in i["path"] and "\ufffd" in i["path"] for i in listing["items"])
+        done = server.post("/api/process-unmarked").json()
+    finally:
+        server.stop()
+    assert (done["status"], done["succeeded"], done["failed"]) == ("completed", 2, 0)
+    moved = env.item(odd.id)
+    assert moved.path.endswith("Singles/Odd Names - Café Song.mp3".encode()) and os.path.exists(moved.path)
+    assert not os.path.exists(raw) and env.item(item.id).get("renamed")
+    consistent(env, env.incoming, env.lib_path)
+
+
+def test_paths_near_the_length_limit(env: LibraryEnv) -> None:
+    deep = env.incoming
+    for n in range(15):  # ~3.8 kB of directory names, near Linux's 4096-byte PATH_MAX
+        deep = deep / (f"{n:02d}" + "d" * 250)
+    track = env.add_track("f" * 240 + ".flac", {"title": "T" * 400, "artist": "A" * 300, "album": "B" * 300}, where=deep)
+    assert len(os.fsencode(track.path)) > 3900
+    result = env.beet("process-unmarked")
+    assert "1 succeeded" in result.stdout
+    moved = env.item(track.id)
+    assert os.path.exists(moved.path) and moved.path.startswith(os.fsencode(env.lib_path))
+    assert all(len(part) <= 255 for part in moved.path.split(b"/")), "beets truncates each name"
+    consistent(env, env.incoming, env.lib_path)
+
+
+def test_tags_cannot_steer_a_file_out_of_the_library(env: LibraryEnv) -> None:
+    evil = {"title": "../../../../../../tmp/escaped", "artist": "..", "album": "/etc"}
+    item = env.add_track("evil.mp3", evil)
+    env.beet("process-unmarked")
+    moved = env.item(item.id)
+    assert moved.path.startswith(os.fsencode(env.lib_path) + b"/")
+    assert os.path.realpath(moved.path).startswith(os.path.realpath(os.fsencode(env.lib_path)))
+    assert not Path("/tmp/escaped.mp3").exists()
+
+
+def test_library_locked_past_the_timeout_mid_job(env: LibraryEnv) -> None:
+    add_many(env, 300)
+    run = start_cli(env, "process-unmarked")
+    wait_for_progress(env, run)
+    holder = sqlite3.connect(env.settings["library"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer, for longer than beets' 5 s timeout
+    time.sleep(7)
+    holder.execute("ROLLBACK")
+    holder.close()
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert "library locked; retrying" in err
+    assert "300 succeeded, 0 failed" in out
+    assert env.beet_ids("unmarked:true") == [], "no marker write lost"
+    consistent(env, env.incoming, env.lib_path)
+
+
+def test_beet_ls_and_modify_in_other_terminals_during_a_job(env: LibraryEnv) -> None:
+    ids = add_many(env, 500)
+    run = start_cli(env, "process-unmarked")
+    wait_for_progress(env, run)
+    others = []
+    while run.poll() is None:
+        others.append(env.beet("ls", "-f", "$id", "unmarked:true", check=False))
+        others.append(env.beet("modify", "-y", "-W", "-M", f"comments=touched {len(others)}", f"id:{ids[-1]}", check=False))
+    out, err = run.communicate()
+    assert run.returncode == 0, err
+    assert len(others) >= 2 and all(o.returncode == 0 for o in others), [o.stderr for o in others if o.returncode]
+    assert env.beet_ids("unmarked:true") == []
+    assert env.item(ids[-1]).comments.startswith("touched"), "the job did not overwrite another writer's change"
+    consistent(env, env.incoming, env.lib_path)
