@@ -19,14 +19,13 @@ and the ratios.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BEET, Measured, new_library, ratio, run_measured, table, write_config  # noqa: E402
+from common import BEET, Measured, new_library, run_measured, table, write_config  # noqa: E402
 
 from beetsplug.unmarked.demo import make_track  # noqa: E402
 

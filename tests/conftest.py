@@ -7,9 +7,19 @@ from collections.abc import Iterator
 import pytest
 
 from .libenv import LibraryEnv
+from .servers import Server, beet_web, web_settings
 
 
 @pytest.fixture
 def env() -> Iterator[LibraryEnv]:
     with LibraryEnv() as library_env:
         yield library_env
+
+
+@pytest.fixture
+def server(env: LibraryEnv) -> Iterator[Server]:
+    """`beet web` on a loopback port, with writes allowed, for this test's library."""
+    web_settings(env)
+    srv = beet_web(env)
+    yield srv
+    srv.stop()

@@ -29,22 +29,33 @@ def files_accounted_for(env: LibraryEnv, *roots: Path) -> None:
         assert item.path in on_disk or pending.get(item.id) in on_disk, f"item {item.id}: file lost"
 
 
+def problems(env: LibraryEnv, *roots: Path) -> dict[str, list[object]]:
+    """Everything that breaks the invariants after a run, by kind (empty = consistent)."""
+    items = all_items(env)
+    paths = [item.path for item in items]
+    on_disk = {os.fsencode(p) for p in audio_files(*roots)}
+    rules = Rules.from_config(env.config["unmarked"])
+    found: dict[str, list[object]] = {
+        "items pointing at missing files": [i.id for i in items if not os.path.exists(i.path)],
+        "files shared by two items": [p for p in set(paths) if paths.count(p) > 1],
+        "orphaned or duplicated files": sorted(on_disk - set(paths)),
+        "marked renamed, not at destination": [],
+        "marked normalized, not normalized": [],
+        "journal entries left": JobStore(store_path(env.lib)).pending_moves(),
+    }
+    for item in items:
+        if item.get("renamed") is not None and item.path != item.destination():
+            found["marked renamed, not at destination"].append(item.id)
+        if item.get("normalized") is not None and os.path.exists(item.path):
+            copy = item.copy()
+            tags = read_tags(Path(os.fsdecode(item.path)))
+            if rules.apply(copy, set(copy.keys(with_album=False))) or tags["title"] != [item.title]:
+                found["marked normalized, not normalized"].append(item.id)
+    return found
+
+
 def consistent(env: LibraryEnv, *roots: Path) -> None:
     """After a run: every path exists and is unique, every file is referenced
     once, and every marker stands for work that was really done."""
-    items = all_items(env)
-    paths = [item.path for item in items]
-    missing = [p for p in paths if not os.path.exists(p)]
-    assert missing == [], f"items pointing at missing files: {missing[:5]}"
-    assert len(set(paths)) == len(paths), "two items share a file"
-    on_disk = sorted(os.fsencode(p) for p in audio_files(*roots))
-    assert on_disk == sorted(paths), "orphaned or duplicated audio files"
-    rules = Rules.from_config(env.config["unmarked"])
-    for item in items:
-        if item.get("renamed") is not None:
-            assert item.path == item.destination(), f"item {item.id} marked renamed but not at its destination"
-        if item.get("normalized") is not None:
-            copy = item.copy()
-            assert rules.apply(copy, set(copy.keys(with_album=False))) == {}, f"item {item.id} marked but not normalized"
-            assert read_tags(Path(os.fsdecode(item.path)))["title"] == [item.title], f"item {item.id}: file tags differ"
-    assert JobStore(store_path(env.lib)).pending_moves() == [], "journal not settled"
+    for kind, cases in problems(env, *roots).items():
+        assert cases == [], f"{kind}: {cases[:5]}"

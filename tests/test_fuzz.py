@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from .libenv import LibraryEnv
@@ -109,6 +109,9 @@ def test_operation_calls(library: Library, name: str, stream: str, body: Any, he
 @FUZZ
 @given(job=st.one_of(st.integers(-5, 10**20).map(str), st.text(max_size=20)), action=st.sampled_from(["", "/cancel", "/events"]),
        headers=fuzz_headers, after=st.one_of(st.none(), header_text))
+@example(job="\u00b2", action="", headers={}, after=None)  # '²'.isdigit() is true; int() refuses it
+@example(job=str(10**20), action="", headers={}, after=None)  # too large for SQLite
+@example(job="1", action="/events", headers={}, after="\u0661")  # an Arabic-Indic digit
 def test_job_ids_and_resume_points(library: Library, job: str, action: str, headers: dict[str, str], after: str | None) -> None:
     path = f"/api/jobs/{quote(job, safe='')}{action}" + ("" if after is None else f"?after={quote(after)}")
     if action == "/cancel":

@@ -45,14 +45,6 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-@pytest.fixture
-def server(env: LibraryEnv) -> Iterator[Server]:
-    web_settings(env)
-    srv = beet_web(env)
-    yield srv
-    srv.stop()
-
-
 def open_page(page: Page, server: Server) -> list[str]:
     """Load /unmarked; return every URL the page requested."""
     requested: list[str] = []
@@ -66,10 +58,10 @@ def status(page: Page) -> str:
 
 
 def wait_until_running(page: Page) -> None:
+    """Until the bar has moved. (Built-in assertions only: the page's
+    Content-Security-Policy forbids the eval that wait_for_function needs.)"""
     expect(page.locator("[role=dialog]")).to_be_visible()
-    page.wait_for_function(
-        "Number(document.querySelector('[role=progressbar]').getAttribute('aria-valuenow')) > 0",
-        timeout=30_000)
+    expect(page.locator("[role=progressbar]")).not_to_have_attribute("aria-valuenow", "0", timeout=30_000)
 
 
 def test_a_job_runs_to_completion_and_failures_are_shown_as_text(env: LibraryEnv, server: Server, page: Page) -> None:
@@ -106,6 +98,21 @@ def test_a_job_runs_to_completion_and_failures_are_shown_as_text(env: LibraryEnv
     expect(dialog).to_be_hidden()
     expect(page.locator("[data-count=process]")).to_have_text("1")
     assert all(url.startswith(server.base) for url in requested), "nothing from outside: works offline"
+
+
+def test_the_page_forbids_foreign_scripts_and_framing(env: LibraryEnv, server: Server, page: Page) -> None:
+    response = page.goto(server.url("/unmarked"))
+    headers = response.headers
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
+    blocked = page.evaluate("""() => new Promise((resolve) => {
+        document.addEventListener("securitypolicyviolation", (e) => resolve(e.blockedURI), {once: true});
+        const s = document.createElement("script");
+        s.src = "http://203.0.113.1/evil.js";
+        document.head.append(s);
+    })""")
+    assert blocked.startswith("http://203.0.113.1")
 
 
 def test_cancel_really_cancels(env: LibraryEnv, server: Server, page: Page) -> None:

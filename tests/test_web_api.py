@@ -6,7 +6,6 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -28,14 +27,6 @@ def add_many(env: LibraryEnv, count: int, artist: str = "Artist") -> list[int]:
         for n in range(count)
     )
     return [item.id for item in items]
-
-
-@pytest.fixture
-def server(env: LibraryEnv) -> Iterator[Server]:
-    web_settings(env)
-    srv = beet_web(env)
-    yield srv
-    srv.stop()
 
 
 def wait_status(server: Server, job: int, statuses: set[str], timeout: float = 60) -> dict:

@@ -59,27 +59,15 @@ def _report(verb: str, op_name: str, matched: int, counts: dict[str, int]) -> No
     ui.print_(f"{matched} item{'s' if matched != 1 else ''} matched ({op_name}): {done}.")
 
 
-def _mark_command() -> ui.Subcommand:
-    cmd = ui.Subcommand("mark", help="set markers without processing (QUERY or --all)")
+def _marker_command(verb: str, help: str, done: str, write: Any) -> ui.Subcommand:
+    """`beet mark` / `beet unmark`: one batch write of an operation's markers."""
+    cmd = ui.Subcommand(verb, help=help)
     _add_op_option(cmd.parser)
 
     def func(lib: Library, opts: Any, args: list[str]) -> None:
         op = get_operation(opts.op)
-        ids = _query_ids(lib, args, opts.everything, "mark")
-        _report("set", op.name, len(ids), markers.set_markers(lib, ids, op.markers))
-
-    cmd.func = func
-    return cmd
-
-
-def _unmark_command() -> ui.Subcommand:
-    cmd = ui.Subcommand("unmark", help="clear markers (QUERY or --all)")
-    _add_op_option(cmd.parser)
-
-    def func(lib: Library, opts: Any, args: list[str]) -> None:
-        op = get_operation(opts.op)
-        ids = _query_ids(lib, args, opts.everything, "unmark")
-        _report("cleared", op.name, len(ids), markers.clear_markers(lib, ids, op.markers))
+        ids = _query_ids(lib, args, opts.everything, verb)
+        _report(done, op.name, len(ids), write(lib, ids, op.markers))
 
     cmd.func = func
     return cmd
@@ -170,7 +158,7 @@ def _operation_command(op: Operation, plugin: UnmarkedPlugin) -> ui.Subcommand:
         try:
             job = open_job(lib, store, op, args, opts.force, "cli", plugin._log, wait=wait)
         except JobConflict as conflict:
-            raise UserError(f"{conflict}; wait for it, cancel it, or run again with --wait")
+            raise UserError(f"{conflict}; wait for it, cancel it, or run again with --wait") from None
         with logging_redirect_tqdm(loggers=[plugin._log.parent]):
             _check(run_job(lib, store, job, rules, settings, plugin._log, sinks=[sink]))
 
@@ -180,4 +168,8 @@ def _operation_command(op: Operation, plugin: UnmarkedPlugin) -> ui.Subcommand:
 
 def build_commands(plugin: UnmarkedPlugin) -> list[ui.Subcommand]:
     operations = [_operation_command(op, plugin) for op in OPERATIONS.values()]
-    return [*operations, _mark_command(), _unmark_command()]
+    return [
+        *operations,
+        _marker_command("mark", "set markers without processing (QUERY or --all)", "set", markers.set_markers),
+        _marker_command("unmark", "clear markers (QUERY or --all)", "cleared", markers.clear_markers),
+    ]

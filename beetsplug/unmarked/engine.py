@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import beets
 from beets import util
-from beets.library import FileOperationError
+from beets.library import FileOperationError, Item
 from beets.util import FilesystemError
 
 from .events import readable
@@ -32,7 +32,7 @@ from .selection import load_items
 from .transaction import LibraryLockedError, atomic, rolled_back
 
 if TYPE_CHECKING:
-    from beets.library import Album, Item, Library
+    from beets.library import Album, Library
     from beets.logging import BeetsLogger
 
     from .jobs import JobStore
@@ -237,7 +237,7 @@ class Engine:
     def _normalize(self, model: Item | Album) -> dict[str, list[Any]]:
         if not self.op.normalize:
             return {}
-        present = set(model.keys(with_album=False)) if hasattr(model, "album_id") else set(model.keys())
+        present = set(model.keys(with_album=False)) if isinstance(model, Item) else set(model.keys())
         return self.rules.apply(model, present)
 
     def _write_tags(self, item: Item, batch: Batch) -> None:

@@ -68,9 +68,19 @@ def titlecase_rule(artist_field: bool) -> Rule:
 
     the = re.compile(r"\bthe\b")
 
-    def rule(text: str) -> str:
+    def once(text: str) -> str:
         cased = titlecase(text, small_first_last=True)
         return the.sub("The", cased) if artist_field else cased
+
+    def rule(text: str) -> str:
+        # The titlecase library is not always idempotent ("a'B" -> "A'B" ->
+        # "A'b"); a re-run must change nothing, so apply it until it settles.
+        for _ in range(4):
+            cased = once(text)
+            if cased == text:
+                break
+            text = cased
+        return text
 
     return rule
 

@@ -52,4 +52,4 @@ def get_operation(name: str) -> Operation:
         return OPERATIONS[name]
     except KeyError:
         valid = ", ".join(OPERATIONS)
-        raise ValueError(f"unknown operation {name!r} (expected one of: {valid})")
+        raise ValueError(f"unknown operation {name!r} (expected one of: {valid})") from None

@@ -1,18 +1,17 @@
 """Claiming the library and running a job: the sequence every caller shares.
 
 ``open_job`` claims the library's one job slot (or says who holds it),
-settles the journal of any job that died, and selects the items.
-``run_job`` runs the engine with the job store as a sink, a heartbeat that
-tells other processes the job is alive, and cancellation read from the store
-(so a cancel from any web worker stops it before its next item).
+starts the heartbeat that tells other processes the job is alive, settles the
+journal of any job that died, and selects the items. ``run_job`` runs the
+engine with the job store as a sink and cancellation read from the store (so
+a cancel from any web worker stops it before its next item).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,14 +31,34 @@ if TYPE_CHECKING:
 HEARTBEAT_EVERY = 2.0
 
 
+class Heartbeat:
+    """Tells other processes this job's process is alive, from a side thread
+    (the engine may sit in one long file operation), from the claim to the end."""
+
+    def __init__(self, store: JobStore, job_id: int) -> None:
+        self.store, self.job_id = store, job_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"unmarked-heartbeat-{job_id}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_EVERY):
+            self.store.beat(self.job_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 @dataclass
 class Job:
-    """A claimed job and the items it will work on."""
+    """A claimed job, the items it will work on, and its heartbeat."""
 
     id: int
     op: Operation
     ids: list[int]
     force: bool
+    heartbeat: Heartbeat
 
 
 def open_job(lib: Library, store: JobStore, op: Operation, query: str | Sequence[str], force: bool,
@@ -52,6 +71,7 @@ def open_job(lib: Library, store: JobStore, op: Operation, query: str | Sequence
         job_id = store.claim(op.name, text, force, origin)
     else:
         job_id = store.wait_claim(op.name, text, force, origin, on_wait=wait)
+    heartbeat = Heartbeat(store, job_id)
     try:
         repaired = reconcile(lib, store, exclude_job=job_id, log=log.warning)
         if repaired:
@@ -59,9 +79,10 @@ def open_job(lib: Library, store: JobStore, op: Operation, query: str | Sequence
         chosen = list(ids) if ids is not None else select_ids(lib, work_query(lib, op, query, force))
         store.update(job_id, total=len(chosen))
     except BaseException as exc:
+        heartbeat.stop()
         end_failed(store, job_id, str(exc))
         raise
-    return Job(job_id, op, chosen, force)
+    return Job(job_id, op, chosen, force, heartbeat)
 
 
 def end_failed(store: JobStore, job_id: int, error: str) -> None:
@@ -75,28 +96,11 @@ def run_job(lib: Library, store: JobStore, job: Job, rules: Rules, settings: Set
             sinks: Sequence[Sink] = ()) -> Summary:
     """Run a claimed job to its end; the store records every event."""
     engine = Engine(lib, job.op, rules, settings, log, journal=Journal(store, job.id), force=job.force)
-    with heartbeat(store, job.id):
+    try:
         return engine.run(job.ids, Fanout([JobSink(store, job.id, job.op.name), *sinks]),
                           stop=lambda: store.cancel_requested(job.id))
-
-
-@contextmanager
-def heartbeat(store: JobStore, job_id: int) -> Iterator[None]:
-    """Tell other processes this job's process is alive, from a side thread
-    (the engine may sit in one long file operation)."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(HEARTBEAT_EVERY):
-            store.beat(job_id)
-
-    thread = threading.Thread(target=beat, name=f"unmarked-heartbeat-{job_id}", daemon=True)
-    thread.start()
-    try:
-        yield
     finally:
-        stop.set()
-        thread.join()
+        job.heartbeat.stop()
 
 
 class JobSink:

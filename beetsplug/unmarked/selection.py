@@ -32,7 +32,7 @@ def parse_query(lib: Library, query: str | Sequence[str]) -> Query:
             else:
                 parsed, _sort = parse_query_parts(list(query), Item)
     except InvalidQueryArgumentValueError as exc:
-        raise dbcore.InvalidQueryError(query, exc)
+        raise dbcore.InvalidQueryError(query, exc) from exc
     return parsed
 
 
@@ -66,10 +66,6 @@ def select_ids(lib: Library, query: Query) -> list[int]:
     sql = f"SELECT DISTINCT items.id FROM {source} WHERE {where} ORDER BY items.id"
     with lib.transaction() as tx:
         return [row[0] for row in tx.query(sql, subvals)]
-
-
-def count_matching(lib: Library, query: Query) -> int:
-    return len(select_ids(lib, query))
 
 
 def load_items(lib: Library, ids: Sequence[int]) -> dict[int, Item]:

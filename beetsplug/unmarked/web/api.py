@@ -27,7 +27,7 @@ from ..operations import OPERATIONS, Operation
 from ..runner import Job, end_failed, open_job, run_job
 from ..selection import load_items, select_ids, work_query
 from . import sse
-from .validate import ApiError, body_fields, int_arg, op_arg
+from .validate import ApiError, body_fields, int_arg, op_arg, whole_number
 
 if TYPE_CHECKING:
     from beets.library import Library
@@ -95,7 +95,8 @@ def mutating(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _job_or_404(job_id: str) -> dict[str, Any]:
-    summary = _store().get(int(job_id)) if job_id.isdigit() else None
+    number = whole_number(job_id)
+    summary = _store().get(number) if number is not None else None
     if summary is None:
         raise ApiError(404, f"no job {job_id!r}")
     return summary
@@ -182,12 +183,13 @@ def job(job_id: str) -> Any:
 @blueprint.get("/api/jobs/<job_id>/events")
 def job_events(job_id: str) -> Any:
     summary = _job_or_404(job_id)
-    after = request.headers.get("Last-Event-ID", request.args.get("after", "0"))
-    if not after.isdigit():
-        raise ApiError(400, f"Last-Event-ID must be an event id (a whole number), not {after!r}")
-    if summary["status"] not in ACTIVE and int(after) >= summary["last_event"]:
+    raw = request.headers.get("Last-Event-ID", request.args.get("after", "0"))
+    after = whole_number(raw)
+    if after is None:
+        raise ApiError(400, f"Last-Event-ID must be an event id (a whole number), not {raw!r}")
+    if summary["status"] not in ACTIVE and after >= summary["last_event"]:
         return "", 204  # all seen and the job is over: tells EventSource to stop reconnecting
-    return _event_stream(summary["job"], int(after))
+    return _event_stream(summary["job"], after)
 
 
 def _event_stream(job_id: int, after: int) -> flask.Response:
@@ -205,7 +207,7 @@ def _work_query(op: Operation, query: str, force: bool) -> Any:
     try:
         return work_query(_lib(), op, query, force)
     except dbcore.InvalidQueryError as exc:
-        raise ApiError(400, f"invalid query: {exc}")
+        raise ApiError(400, f"invalid query: {exc}") from exc
 
 
 def _start(op: Operation, query: str, force: bool) -> Job:
@@ -215,7 +217,7 @@ def _start(op: Operation, query: str, force: bool) -> Job:
     try:
         job = open_job(lib, store, op, query, force, "web", plugin._log)
     except JobConflict as conflict:
-        raise ApiError(409, str(conflict), job=conflict.active["job"])
+        raise ApiError(409, str(conflict), job=conflict.active["job"]) from conflict
     rules, settings = Rules.from_config(plugin.config), Settings.from_config(plugin.config)
 
     def work() -> None:

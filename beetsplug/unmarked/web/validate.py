@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import request
@@ -29,7 +30,7 @@ def body_fields(allowed: set[str], required: frozenset[str] | set[str] = frozens
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"request body is not valid JSON: {exc}")
+            raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise ApiError(400, f"request body must be a JSON object, not {type(body).__name__}")
     unknown = sorted(set(body) - allowed)
@@ -51,13 +52,18 @@ def op_arg(name: Any) -> Operation:
     return OPERATIONS[name]
 
 
+def whole_number(text: str) -> int | None:
+    """ASCII digits only ('²'.isdigit() is true), and small enough for SQLite."""
+    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None
+
+
 def int_arg(name: str, default: int, low: int, high: int | None) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
+    value = whole_number(raw)
+    if value is None:
         raise ApiError(400, f"{name} must be a whole number, not {raw!r}")
-    value = int(raw)
     if value < low or (high is not None and value > high):
         bound = f"from {low} to {high}" if high is not None else f"at least {low}"
         raise ApiError(400, f"{name} must be {bound}, not {value}")
