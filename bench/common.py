@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -128,3 +129,35 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
 
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.1f}x" if b else "n/a"
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_beet_web(root: Path) -> tuple[subprocess.Popen, str, int]:
+    """`beet web` with writes allowed on the library in ``root``; (process, base URL, port)."""
+    import requests
+
+    config = root / "config.yaml"
+    config.write_text(config.read_text().replace("- unmarked", "- unmarked\n- web") + "\nweb: {readonly: no}\n")
+    port = free_port()
+    server = subprocess.Popen([BEET, "web", "127.0.0.1", str(port)], env={**os.environ, "BEETSDIR": str(root)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            requests.get(base + "/api/jobs", timeout=1)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    return server, base, port

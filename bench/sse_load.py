@@ -14,7 +14,6 @@ import argparse
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,9 +23,8 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BEET, table  # noqa: E402
+from common import rss_mib, start_beet_web, table  # noqa: E402
 from operations_bench import fresh_copy, generate  # noqa: E402
-from web_bench import free_port, rss_mib  # noqa: E402
 
 
 def open_stream(port: int, path: str, rcvbuf: int | None = None) -> socket.socket:
@@ -58,18 +56,7 @@ def reader(port: int, path: str, counts: list[int]) -> None:
 
 
 def run(root: Path, op: str, clients: int, stalled_share: float = 0.5) -> dict[str, float]:
-    config = root / "config.yaml"
-    config.write_text(config.read_text().replace("- unmarked", "- unmarked\n- web") + "\nweb: {readonly: no}\n")
-    port = free_port()
-    server = subprocess.Popen([BEET, "web", "127.0.0.1", str(port)], env={**os.environ, "BEETSDIR": str(root)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            requests.get(base + "/api/jobs", timeout=1)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.1)
+    server, base, port = start_beet_web(root)
     before = rss_mib(server.pid)
     job = requests.post(base + "/api/jobs", json={"op": op}, timeout=60).json()
     stalled = [open_stream(port, job["events"], rcvbuf=4096) for _ in range(int(clients * stalled_share))]

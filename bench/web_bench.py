@@ -14,10 +14,7 @@ On a generated library of real files (all unmarked), served by `beet web`:
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,23 +25,10 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import BEET, table  # noqa: E402
+from common import rss_mib, start_beet_web, table  # noqa: E402
 from operations_bench import generate  # noqa: E402
 
 from tests.sse_client import EventSource  # noqa: E402
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> None:
@@ -56,21 +40,7 @@ def main() -> None:
     try:
         print(f"generating {args.items} files ...", file=sys.stderr)
         generate(root, args.items)
-        with (root / "config.yaml").open("a") as config:
-            config.write("\nweb: {readonly: no}\n")
-        text = (root / "config.yaml").read_text().replace("- unmarked", "- unmarked\n- web")
-        (root / "config.yaml").write_text(text)
-        port = free_port()
-        env = {**os.environ, "BEETSDIR": str(root)}
-        server = subprocess.Popen([BEET, "web", "127.0.0.1", str(port)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                requests.get(base + "/api/jobs", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+        server, base, _ = start_beet_web(root)
         rows = measure(base, server.pid, args.op)
         server.terminate()
         server.wait()
