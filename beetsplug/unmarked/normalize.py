@@ -18,6 +18,7 @@ from typing import Any
 from beets import plugins
 
 Rule = Callable[[str], str]
+SETTLE_ROUNDS = 5
 
 _QUOTES = str.maketrans({
     "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
@@ -68,19 +69,9 @@ def titlecase_rule(artist_field: bool) -> Rule:
 
     the = re.compile(r"\bthe\b")
 
-    def once(text: str) -> str:
+    def rule(text: str) -> str:
         cased = titlecase(text, small_first_last=True)
         return the.sub("The", cased) if artist_field else cased
-
-    def rule(text: str) -> str:
-        # The titlecase library is not always idempotent ("a'B" -> "A'B" ->
-        # "A'b"); a re-run must change nothing, so apply it until it settles.
-        for _ in range(4):
-            cased = once(text)
-            if cased == text:
-                break
-            text = cased
-        return text
 
     return rule
 
@@ -133,8 +124,16 @@ class Rules:
         return chain
 
     def text(self, field: str, value: str) -> str:
-        for rule in self.chain(field):
-            value = rule(value)
+        """Run the chain until the text settles. A re-run must change nothing,
+        and the titlecase library alone is not idempotent ("a'B" -> "A'B" ->
+        "A'b"), nor is it after the feat rule ("(feat. the" -> "(feat. The")."""
+        chain = self.chain(field)
+        for _ in range(SETTLE_ROUNDS):
+            before = value
+            for rule in chain:
+                value = rule(value)
+            if value == before:
+                break
         return value
 
     def value(self, field: str, value: Any) -> Any:
