@@ -16,7 +16,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import markers
 from .engine import Engine, ItemResult, Settings, Summary
-from .jobs import JobConflict, describe, store_for
+from .jobs import JobConflict, describe, how_to_stop, store_for
 from .normalize import Rules
 from .operations import OPERATIONS, Operation, get_operation
 from .runner import open_job, run_job
@@ -158,7 +158,8 @@ def _operation_command(op: Operation, plugin: UnmarkedPlugin) -> ui.Subcommand:
         try:
             job = open_job(lib, store, op, args, opts.force, "cli", plugin._log, wait=wait)
         except JobConflict as conflict:
-            raise UserError(f"{conflict}; wait for it, cancel it, or run again with --wait") from None
+            raise UserError(f"{conflict}; run again with --wait to wait for it, "
+                            f"or {how_to_stop(conflict.active)}") from None
         with logging_redirect_tqdm(loggers=[plugin._log.parent]):
             _check(run_job(lib, store, job, rules, settings, plugin._log, sinks=[sink]))
 

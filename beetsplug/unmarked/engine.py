@@ -12,11 +12,10 @@ marker is in the library. Every move is journaled first (see journal.py).
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext, suppress
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,7 +25,7 @@ from beets.library import FileOperationError, Item
 from beets.util import FilesystemError
 
 from .events import readable
-from .journal import unique_destination
+from .journal import unique_destination, write_tags
 from .markers import unmarked_query
 from .selection import load_items
 from .transaction import LibraryLockedError, atomic, rolled_back
@@ -176,10 +175,14 @@ class Engine:
     def _run_chunk(self, ids: Sequence[int], summary: Summary, sink: Sink, stop: Callable[[], bool]) -> bool:
         """Process one loaded chunk; return True if asked to stop."""
         items = load_items(self.lib, ids)
-        # --pretend sees album changes inside a transaction that is rolled back.
-        scope: AbstractContextManager[Any] = rolled_back(self.lib) if self.pretend else nullcontext()
+        albums = self._normalized_albums([items[i] for i in ids if i in items and self._wanted(items[i])])
+        # Path formats read album-level fields from the album row, so changed
+        # albums are stored before any item moves. --pretend stores them in a
+        # transaction it rolls back at the end of the chunk (held only then).
+        scope: AbstractContextManager[Any] = rolled_back(self.lib) if self.pretend and albums else nullcontext()
         with scope:
-            self._normalize_albums([items[i] for i in ids if i in items and self._wanted(items[i])])
+            if albums:
+                self._store(albums, lambda album: album.store(inherit=False))
             batch = Batch()
             for item_id in ids:
                 if stop():
@@ -245,23 +248,17 @@ class Engine:
         would hold tags the library does not; the next start rewrites them."""
         assert self.journal is not None
         intent = self.journal.intend("tags", item.id, item.path, item.path)
-        size = os.path.getsize(util.syspath(item.path))
         try:
-            item.write()
-        except BaseException as exc:
-            if _disk_full(exc):
-                _truncate(item.path, size)
+            write_tags(item)
+        except BaseException:
             self.journal.forget([intent])
             raise
         batch.intents.append(intent)
 
-    def _normalize_albums(self, items: list[Item]) -> None:
-        """Album-level fields come from the album row in path formats, so the
-        albums of the items about to be done are normalized (and stored) first."""
+    def _normalized_albums(self, items: list[Item]) -> list[Album]:
+        """The albums of these items whose fields the rules changed (in memory)."""
         album_ids = {item.album_id for item in items if item.album_id}
-        changed = [a for a in map(self.lib.get_album, album_ids) if a is not None and self._normalize(a)]
-        if changed:
-            self._store(changed, lambda album: album.store(inherit=False))
+        return [a for a in map(self.lib.get_album, album_ids) if a is not None and self._normalize(a)]
 
     def _rename(self, item: Item, batch: Batch) -> None:
         dest = item.destination()
@@ -362,30 +359,6 @@ class Engine:
         if moved:
             self._store(moved, lambda album: album.store(inherit=False))
         self.journal.forget(intents)
-
-
-def _disk_full(exc: BaseException) -> bool:
-    """ENOSPC anywhere in the chain (beets wraps mutagen, which wraps OSError)."""
-    seen: set[int] = set()
-    todo: list[Any] = [exc]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
-            return True
-        todo += [getattr(current, "reason", None), current.__cause__, current.__context__,
-                 *[a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]]
-    return False
-
-
-def _truncate(path: bytes, size: int) -> None:
-    """Undo a tag write that died growing the file (mutagen extends the file
-    before it moves any audio data, so the first ``size`` bytes are intact)."""
-    with suppress(OSError):
-        if os.path.getsize(util.syspath(path)) > size:
-            os.truncate(util.syspath(path), size)
 
 
 def _chunks(ids: Sequence[int], size: int) -> Iterator[Sequence[int]]:

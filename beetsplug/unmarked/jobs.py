@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from beets.library import Library
 
 ACTIVE = ("queued", "running")
-STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
 STALE_AFTER = 15.0  # seconds without a heartbeat before a job counts as dead
 KEEP_JOBS = 50  # finished jobs (and their events) kept for the record
 
@@ -94,6 +93,13 @@ def describe(summary: dict[str, Any]) -> str:
         f"pid {summary['pid']} on {summary['host']}, "
         f"{summary['current']}/{summary['total']} done)"
     )
+
+
+def how_to_stop(summary: dict[str, Any]) -> str:
+    """What a user can do about an active job, by where it runs."""
+    if summary["origin"] == "web":
+        return f"cancel it on the /unmarked page (or POST /api/jobs/{summary['job']}/cancel)"
+    return f"stop it with Ctrl-C where it runs (pid {summary['pid']} on {summary['host']})"
 
 
 @dataclass(frozen=True)

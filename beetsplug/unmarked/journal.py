@@ -12,11 +12,13 @@ files whose write was not recorded from the library's values.
 
 from __future__ import annotations
 
+import errno
 import filecmp
 import glob
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
 
 import beets
 from beets import util
@@ -41,6 +43,46 @@ def unique_destination(dest: bytes, taken: set[bytes]) -> bytes:
         number += 1
         candidate = util.unique_path(base + b".%d" % number + ext)
     return candidate
+
+
+def write_tags(item: Item) -> None:
+    """``Item.write``, but a disk that fills up mid-write leaves the file as it was.
+
+    mutagen grows a file before it moves any audio data; on ENOSPC it stops
+    with the file longer by a run of zeros (seen with MP3). Cutting it back to
+    its old size restores it byte for byte.
+    """
+    size = os.path.getsize(util.syspath(item.path))
+    try:
+        item.write()
+    except FileOperationError as exc:
+        if _disk_full(exc):
+            _truncate(item.path, size)
+        raise
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC anywhere in the chain (beets wraps mutagen, which wraps OSError)."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return True
+        todo += [getattr(current, "reason", None), current.__cause__, current.__context__,
+                 *[a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]]
+    return False
+
+
+def _truncate(path: bytes, size: int) -> None:
+    """Undo a tag write that died growing the file (mutagen extends the file
+    before it moves any audio data, so the first ``size`` bytes are intact)."""
+    with suppress(OSError):
+        if os.path.getsize(util.syspath(path)) > size:
+            os.truncate(util.syspath(path), size)
 
 
 def _exists(path: bytes) -> bool:
@@ -114,7 +156,7 @@ def _rewrite_tags(lib: Library, item_ids: set[int], log: Callable[[str], None] |
     count = 0
     for item in filter(None, map(lib.get_item, sorted(item_ids))):
         try:
-            item.write()
+            write_tags(item)
         except FileOperationError as exc:
             if log:
                 log(f"item {item.id}: could not restore its tags after a crash: {exc}")

@@ -118,7 +118,7 @@ class JobSink:
         self.store.append(self.job, events, **_counters(summary))
 
     def done(self, summary: Summary) -> None:
-        results = [failure_entry(item_event(self.job, 0, 0, r)) for r in summary.failures]
+        results = [failure_entry(vars(result)) for result in summary.failures]
         done = done_event(self.job, summary.status, summary.total, summary.succeeded, summary.failed,
                           summary.skipped, results, summary.error)
         self.store.append(self.job, [done], status=summary.status, finished=time.time(),
