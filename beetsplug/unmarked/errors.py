@@ -1,0 +1,28 @@
+"""Errors that end a whole run (as opposed to one item's failure).
+
+The engine tells them apart from item errors: an item error is reported and
+the run goes on; a ``RunAborted`` means the run must not touch another file
+or commit another batch. The engine undoes its uncommitted batch on disk,
+reports the run as failed with this message, and stops.
+"""
+
+from __future__ import annotations
+
+from beets.exceptions import UserError
+
+
+class RunAborted(UserError):
+    """The run cannot go on; the message says why and what to do."""
+
+
+class ClaimLost(RunAborted):
+    """This process no longer owns the library: its lock file or its job store
+    was deleted or replaced while it ran. Another process may own it now."""
+
+
+class StoreError(RunAborted):
+    """The job store (jobs, events, the journal) cannot be read or written."""
+
+
+class ConfigError(UserError):
+    """A setting of the ``unmarked:`` section is invalid; raised before any claim."""
