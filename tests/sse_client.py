@@ -107,10 +107,16 @@ class EventSource:
     def events(self, max_connections: int = 1000) -> Iterator[Event]:
         """All events until ``done``, reconnecting like EventSource does."""
         for _ in range(max_connections):
-            for event in self.one_connection():
-                yield event
-                if event.type == "done":
-                    return
+            try:
+                for event in self.one_connection():
+                    yield event
+                    if event.type == "done":
+                        return
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                # The server went away mid-stream (a worker killed, a restart): retry, as browsers do.
+                self.connections.append(Connection(0, {}))
+                time.sleep(self.retry)
+                continue
             if self.connections[-1].status == 204:
                 return
             if self.connections[-1].status != 200:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import pty
 import sqlite3
@@ -16,6 +17,8 @@ import pytest
 from beets.library import Item
 
 from beetsplug.unmarked.jobs import JobStore, store_path
+from beetsplug.unmarked.operations import OPERATIONS
+from beetsplug.unmarked.runner import Job, JobConfig, open_job
 
 from .audio import MESSY_TRACKS, make_track, read_tags
 from .libenv import BEET, LibraryEnv, audio_files, read_only
@@ -226,13 +229,18 @@ def test_beets_path_settings_apply(env: LibraryEnv) -> None:
     assert path.endswith("Singles/Bjork_-_Army_of_Me.ogg")
 
 
+def hold_library(env: LibraryEnv, op: str = "rename") -> Job:
+    """A real job of this test process holding the library (its lock and its row)."""
+    return open_job(env.lib, OPERATIONS[op], "artist:x", False, "test",
+                    JobConfig.from_plugin(env.config["unmarked"]), logging.getLogger("beets"))
+
+
 def test_second_run_is_refused_while_a_job_holds_the_library(env: LibraryEnv) -> None:
     add_messy(env)
-    store = JobStore(store_path(env.lib))
-    job = store.claim("rename", "artist:x", False, "test")
+    held = hold_library(env)
     result = env.beet("process-unmarked", check=False)
     assert result.returncode == 1
-    assert f"job {job} (rename, from test, pid {os.getpid()}" in result.stderr
+    assert f"job {held.id} (rename, from test, pid {os.getpid()}" in result.stderr
     assert "--wait" in result.stderr
     assert env.beet_ids("unmarked:true") == env.ids()
 
@@ -240,9 +248,9 @@ def test_second_run_is_refused_while_a_job_holds_the_library(env: LibraryEnv) ->
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out = waiting.stdout.readline()
-        assert f"waiting for job {job}" in out
+        assert f"waiting for job {held.id}" in out
         assert waiting.poll() is None
-        store.append(job, [], status="completed")
+        held.close()  # the holder ends (its record says failed: it never ran)
         rest, err = waiting.communicate(timeout=60)
     finally:
         waiting.kill()
@@ -253,12 +261,15 @@ def test_second_run_is_refused_while_a_job_holds_the_library(env: LibraryEnv) ->
 
 def test_a_claim_left_by_a_killed_process_does_not_block(env: LibraryEnv) -> None:
     items = add_messy(env)
-    claimer = subprocess.run(
-        ["python", "-c", "import sys; from beetsplug.unmarked.jobs import JobStore;"
-         "print(JobStore(sys.argv[1]).claim('process', '', False, 'cli'))", store_path(env.lib)],
-        capture_output=True, text=True, check=True,
-    )  # the process has exited: its claim is stale
-    dead = int(claimer.stdout)
+    code = ("import logging, sys; from beets import config; from beetsplug.unmarked.runner import JobConfig, open_job;"
+            "from beetsplug.unmarked.operations import OPERATIONS; from beets.library import Library;"
+            "from beetsplug.unmarked import UnmarkedPlugin; config.read(); lib = Library(sys.argv[1], sys.argv[2]);"
+            "job = open_job(lib, OPERATIONS['process'], '', False, 'cli', JobConfig.from_plugin(UnmarkedPlugin().config),"
+            " logging.getLogger('beets')); print(job.id, flush=True); import os; os._exit(0)")
+    claimer = subprocess.run(["python", "-c", code, str(env.temp_path / "library.db"), str(env.lib_path)],
+                             capture_output=True, text=True, check=True,
+                             env={**os.environ, "BEETSDIR": str(env.temp_path)})
+    dead = int(claimer.stdout)  # the process exited without ending its job: the kernel freed its lock
     env.beet("process-unmarked")
     assert env.beet_ids("unmarked:true") == []
     summary = JobStore(store_path(env.lib)).get(dead)

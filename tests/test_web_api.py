@@ -12,6 +12,8 @@ import requests
 
 from beetsplug.unmarked.jobs import JobStore, store_path
 
+from .test_operations import hold_library
+
 from .consistency import consistent
 from .libenv import LibraryEnv
 from .servers import Server, beet_web, web_settings
@@ -146,18 +148,25 @@ def test_cancel_stops_before_the_next_item(env: LibraryEnv, server: Server) -> N
 
 
 def test_one_job_per_library(env: LibraryEnv, server: Server) -> None:
-    add_many(env, 300)
-    first = server.post("/api/jobs", json={"op": "process"}).json()["job"]
-    second = server.post("/api/jobs", json={"op": "rename"})
-    assert second.status_code == 409
-    assert second.json()["job"] == first and f"job {first} (process, from web" in second.json()["error"]
-    cli = env.beet("rename-unmarked", check=False)
-    assert cli.returncode == 1 and f"job {first} (process, from web" in cli.stderr
+    add_many(env, 30)
+    holder = sqlite3.connect(env.settings["library"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the first job waits at its commit: running, on any machine
+    try:
+        first = server.post("/api/jobs", json={"op": "process"}).json()["job"]
+        second = server.post("/api/jobs", json={"op": "rename"})
+        assert second.status_code == 409
+        assert second.json()["job"] == first and f"job {first} (process, from web" in second.json()["error"]
+        cli = env.beet("rename-unmarked", check=False)
+        assert cli.returncode == 1 and f"job {first} (process, from web" in cli.stderr
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
     wait_status(server, first, {"completed"})
     # and the other way round: a CLI job (here: a live claim) blocks the web
-    claim = JobStore(store_path(env.lib)).claim("rename", "", False, "cli")
+    held = hold_library(env)
     blocked = server.post("/api/rename-unmarked")
-    assert blocked.status_code == 409 and blocked.json()["job"] == claim
+    assert blocked.status_code == 409 and blocked.json()["job"] == held.id
+    held.close()
 
 
 def test_paths_are_absolute_in_request_threads(env: LibraryEnv, server: Server) -> None:
@@ -255,29 +264,50 @@ def test_bad_ids_and_names_on_posts(env: LibraryEnv, server: Server) -> None:
     assert bad.status_code == 400 and "Last-Event-ID" in bad.json()["error"]
 
 
-def test_a_job_whose_server_died_is_interrupted_and_the_rest_is_finished(env: LibraryEnv) -> None:
+def test_cancel_works_across_the_handover_to_a_restarted_server(env: LibraryEnv) -> None:
+    """kill -9 of `beet web` mid-job; the restarted server resumes the job (same
+    id) and a cancel sent to it stops the job: markers only for items done."""
     web_settings(env)
-    add_many(env, 400)
-    server = beet_web(env)
-    job = server.post("/api/jobs", json={"op": "process"}).json()["job"]
-    source = EventSource(server.url(f"/api/jobs/{job}/events"))
-    for event in source.one_connection():
-        if event.type == "item":
-            break
-    server.kill()  # kill -9 of the server mid-job
-    restarted = beet_web(env)
+    env.configure(unmarked={"batch_size": 5})
+    add_many(env, 60)
+    holder = sqlite3.connect(env.settings["library"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the job waits at its first commit: provably mid-run
     try:
-        summary = wait_status(restarted, job, {"interrupted"}, timeout=30)
-        assert "stopped" in summary["error"]
-        rest = list(EventSource(restarted.url(f"/api/jobs/{job}/events"), last_event_id=source.last_event_id).events())
-        assert rest[-1].type == "done" and rest[-1].data["status"] == "interrupted"
-        again = restarted.post("/api/process-unmarked")
-        assert again.status_code == 200 and again.json()["status"] == "completed"
-        assert again.json()["total"] == 400 - summary["succeeded"]
+        server = beet_web(env)
+        job = server.post("/api/jobs", json={"op": "process"}).json()["job"]
+        store = JobStore(store_path(env.lib))
+        deadline = time.monotonic() + 30
+        while not store.pending_moves() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        server.kill()  # kill -9 of the server mid-job
+        server.stop()
+        restarted = beet_web(env)
+        resumed = wait_resumed(restarted, job)
+        assert resumed["status"] == "running" and resumed["pid"] == restarted.proc.pid
+        assert restarted.post(f"/api/jobs/{job}/cancel").json()["cancel_requested"] is True
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    try:
+        summary = wait_status(restarted, job, {"cancelled", "completed", "failed"})
+        events = list(EventSource(restarted.url(f"/api/jobs/{job}/events")).events())
     finally:
         restarted.stop()
-    assert env.beet_ids("unmarked:true") == []
+    assert summary["status"] == "cancelled" and 0 < summary["succeeded"] < 60
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    assert events[-1].data["status"] == "cancelled"
+    assert marked_ids(env, "renamed") == {e.data["item_id"] for e in events if e.type == "item" and e.data["success"]}
     consistent(env, env.incoming, env.lib_path)
+
+
+def wait_resumed(server: Server, job: int, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        summary = server.get(f"/api/jobs/{job}").json()
+        if summary["resumed"]:
+            return summary
+        time.sleep(0.05)
+    raise AssertionError(f"job {job} was not resumed: {summary}")
 
 
 def test_keep_alive_while_the_job_waits_for_a_locked_library(env: LibraryEnv, server: Server) -> None:

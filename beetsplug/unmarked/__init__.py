@@ -97,20 +97,24 @@ class UnmarkedPlugin(BeetsPlugin):
         again even if they inherited markers.
         """
         from .engine import Settings
-        from .jobs import describe, store_for
-        from .normalize import Rules
         from .operations import OPERATIONS
-        from .runner import open_job, run_job
+        from .runner import JobConfig, open_job
 
         items = task.imported_items()
         if not items:
             return
-        lib, store = session.lib, store_for(session.lib)
-        job = open_job(lib, store, OPERATIONS["process"], f"import of {len(items)} items", True, "import",
-                       self._log, ids=[item.id for item in items],
-                       wait=lambda active: self._log.info("waiting for {} to finish", describe(active)))
-        one_batch = Settings(batch_size=len(items), batch_seconds=float("inf"))
-        run_job(lib, store, job, Rules.from_config(self.config), one_batch, self._log, sinks=[ImportLog(self)])
+        config = JobConfig.from_plugin(self.config)
+        # The whole task in one batch: one commit for its items' changes and markers.
+        config = JobConfig(config.rules, Settings(batch_size=len(items), batch_seconds=float("inf")))
+        with open_job(session.lib, OPERATIONS["process"], f"import of {len(items)} items", True, "import",
+                      config, self._log, ids=[item.id for item in items], wait=self._waiting) as job:
+            job.run([ImportLog(self)])
+
+
+    def _waiting(self, active: dict[str, Any] | None) -> None:
+        from .jobs import describe
+
+        self._log.info("waiting for {} to finish", describe(active) if active else "another process")
 
 
 class ImportLog:

@@ -10,17 +10,21 @@ from typing import TYPE_CHECKING, Any
 
 from beets import ui
 from beets.exceptions import UserError
-from beets.ui.commands.move import show_path_changes
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import markers
-from .engine import Engine, ItemResult, Settings, Summary
-from .jobs import JobConflict, describe, how_to_stop, store_for
-from .normalize import Rules
+from .engine import Engine, ItemResult, Summary
+from .events import readable
+from .jobs import JobConflict, describe, how_to_stop
 from .operations import OPERATIONS, Operation, get_operation
-from .runner import open_job, run_job
+from .runner import JobConfig, open_job
 from .selection import parse_query, select_ids, work_query
+
+try:  # beets moved this helper once; if it moves again we lose the pretty diff, not the command
+    from beets.ui.commands.move import show_path_changes
+except ImportError:  # pragma: no cover - depends on the installed beets
+    show_path_changes = None
 
 if TYPE_CHECKING:
     from beets.library import Library
@@ -110,7 +114,10 @@ class TerminalSink:
         if result.after.path != result.before.path:
             if not result.changes:
                 ui.print_(format(result.before))
-            show_path_changes([(result.before.path, result.after.path)])
+            if show_path_changes is None:
+                ui.print_(f"  -> {readable(result.after.path)}")
+            else:
+                show_path_changes([(result.before.path, result.after.path)])
 
     def done(self, summary: Summary) -> None:
         if self.bar is not None:
@@ -123,8 +130,15 @@ class TerminalSink:
         )
 
 
+INTERRUPTED = 130  # what a shell expects after Ctrl-C (128 + SIGINT)
+
+
+def _who(job: dict[str, Any] | None) -> str:
+    return describe(job) if job else "another process"
+
+
 def _check(summary: Summary) -> None:
-    """Exit status 1 unless every item went well."""
+    """Exit status 1 unless every item went well (130 after Ctrl-C, see func)."""
     if summary.status == "failed":
         raise UserError(f"the run stopped: {summary.error}")
     if summary.failed:
@@ -146,22 +160,27 @@ def _operation_command(op: Operation, plugin: UnmarkedPlugin) -> ui.Subcommand:
                           help="if another job runs on this library, wait for it instead of refusing")
 
     def func(lib: Library, opts: Any, args: list[str]) -> None:
-        rules, settings = Rules.from_config(plugin.config), Settings.from_config(plugin.config)
+        config = JobConfig.from_plugin(plugin.config)  # bad settings: a clear error, nothing claimed
         sink = TerminalSink(op, plugin, opts.pretend)
         if opts.pretend:
             ids = select_ids(lib, work_query(lib, op, args, opts.force))
-            engine = Engine(lib, op, rules, settings, plugin._log, force=opts.force, pretend=True)
+            engine = Engine(lib, op, config.rules, config.settings, plugin._log, force=opts.force, pretend=True)
             _check(engine.run(ids, sink))
             return
-        store = store_for(lib)
-        wait = (lambda job: ui.print_(f"waiting for {describe(job)} to finish ...")) if opts.wait else None
+        work_query(lib, op, args, opts.force)  # a malformed query fails before the claim
+        wait = (lambda job: ui.print_(f"waiting for {_who(job)} to finish ...")) if opts.wait else None
         try:
-            job = open_job(lib, store, op, args, opts.force, "cli", plugin._log, wait=wait)
+            job = open_job(lib, op, args, opts.force, "cli", config, plugin._log, wait=wait)
         except JobConflict as conflict:
-            raise UserError(f"{conflict}; run again with --wait to wait for it, "
-                            f"or {how_to_stop(conflict.active)}") from None
-        with logging_redirect_tqdm(loggers=[plugin._log.parent]):
-            _check(run_job(lib, store, job, rules, settings, plugin._log, sinks=[sink]))
+            raise UserError(f"{conflict}; run again with --wait to wait for it"
+                            + (f", or {how_to_stop(conflict.active)}" if conflict.active else "")) from None
+        try:
+            with job, logging_redirect_tqdm(loggers=[plugin._log.parent]):
+                summary = job.run([sink])
+        except KeyboardInterrupt:
+            ui.print_(f"{op.command}: interrupted; the next run finishes the rest.")
+            raise SystemExit(INTERRUPTED) from None
+        _check(summary)
 
     cmd.func = func
     return cmd

@@ -1,11 +1,16 @@
-"""The job store: jobs, their events and the move journal, in SQLite beside the library.
+"""The job store: jobs, their events and the journal, in SQLite beside the library.
 
 Every process that works on a library (the CLI, each web server worker, the
-import hook) opens the same store, so any of them can claim the one job slot,
-report a job, stream its events, cancel it or notice that its process died.
+import hook) opens the same store, so any of them can report a job, stream
+its events or cancel it. Who *runs* a job is not recorded here but vouched for
+by the kernel: the process holding the library's lock (see claim.py). A job
+row that says "running" while that lock is free belongs to a dead process.
 WAL mode lets readers stream while the job writes; ``synchronous=NORMAL``
 makes commits cheap (no fsync) yet safe against a killed process, which is
 the failure the journal is for.
+
+Any SQLite error other than a busy lock means the file is damaged or gone:
+it becomes a ``StoreError`` that names the file and what to do.
 """
 
 from __future__ import annotations
@@ -17,19 +22,22 @@ import sqlite3
 import tempfile
 import threading
 import time
+from array import array
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .claim import file_identity
+from .errors import ClaimLost, StoreError
 from .events import done_event, failure_entry
 
 if TYPE_CHECKING:
     from beets.library import Library
 
 ACTIVE = ("queued", "running")
-STALE_AFTER = 15.0  # seconds without a heartbeat before a job counts as dead
 KEEP_JOBS = 50  # finished jobs (and their events) kept for the record
+HOST = socket.gethostname()
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -71,6 +79,8 @@ CREATE TABLE IF NOT EXISTS moves (
     dst BLOB NOT NULL
 );
 """
+# Columns added after the first release; stores made by it get them on open.
+ADDED_COLUMNS = {"ids": "BLOB", "resumed": "TEXT"}
 
 SUMMARY_FIELDS = (
     "op", "query", "status", "total", "current", "succeeded", "failed",
@@ -79,11 +89,12 @@ SUMMARY_FIELDS = (
 
 
 class JobConflict(Exception):
-    """Another job is active on this library."""
+    """Another process holds this library; ``active`` is its job, if recorded."""
 
-    def __init__(self, active: dict[str, Any]) -> None:
+    def __init__(self, active: dict[str, Any] | None, lock_path: str) -> None:
         self.active = active
-        super().__init__(describe(active) + " is running on this library")
+        what = describe(active) if active else f"another process (holding {lock_path})"
+        super().__init__(what + " is running on this library")
 
 
 def describe(summary: dict[str, Any]) -> str:
@@ -114,33 +125,22 @@ class Move:
     dst: bytes
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-HOST = socket.gethostname()
-
-
-def _alive(row: sqlite3.Row, now: float) -> bool:
-    if now - row["heartbeat"] > STALE_AFTER:
-        return False
-    return row["host"] != HOST or pid_alive(row["pid"])
-
-
 class JobStore:
     """One SQLite file per library; thread-safe (a connection per thread and process)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.lock_path = path.removesuffix(".db") + ".lock"
         self._local = threading.local()
         self._changed = threading.Condition()  # wakes this process's streams on new events
-        self._db().executescript(SCHEMA)  # idempotent; executescript commits itself
+        self.identity: tuple[int, int] | None = None
+        with self._errors():
+            db = self._db()
+            db.executescript(SCHEMA)  # idempotent; executescript commits itself
+            have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in have:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
 
     # --- connections -----------------------------------------------------
 
@@ -151,32 +151,49 @@ class JobStore:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            found = file_identity(self.path)
+            if self.identity is None:
+                self.identity = found
+            elif found != self.identity:  # every connection must see the same file
+                conn.close()
+                raise ClaimLost(f"the job store {self.path} was deleted or replaced")
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
+    def _errors(self) -> Iterator[None]:
+        """SQLite errors as a StoreError that names the file and the way out."""
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(unreadable_message(self.path, exc)) from exc
 
-    # --- claiming the library -------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._errors():
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
-    def claim(self, op: str, query: str, force: bool, origin: str) -> int:
-        """Create a job if no live job holds the library; else JobConflict."""
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._errors():
+            return self._db().execute(sql, args).fetchall()
+
+    def intact(self) -> bool:
+        """The file at ``path`` is still the one this store opened."""
+        return self.identity is not None and file_identity(self.path) == self.identity
+
+    # --- jobs: created under the library lock (see runner.py) ---------------
+
+    def create(self, op: str, query: str, force: bool, origin: str) -> int:
+        """A new queued job. Only the holder of the library lock calls this."""
         now = time.time()
         with self._write() as db:
-            self._reap(db, now)
-            active = db.execute(
-                "SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY id LIMIT 1"
-            ).fetchone()
-            if active is not None:
-                raise JobConflict(self._summary(db, active, errors=False))
             self._prune(db)
             return db.execute(
                 "INSERT INTO jobs (op, query, force, origin, status, created, host, pid, heartbeat)"
@@ -184,41 +201,51 @@ class JobStore:
                 (op, query, int(force), origin, now, HOST, os.getpid(), now),
             ).lastrowid
 
-    def wait_claim(self, op: str, query: str, force: bool, origin: str, on_wait: Any = None, poll: float = 1.0) -> int:
-        """Claim, waiting for the active job to end (``on_wait(summary)`` once)."""
-        told = False
-        while True:
-            try:
-                return self.claim(op, query, force, origin)
-            except JobConflict as conflict:
-                if on_wait and not told:
-                    on_wait(conflict.active)
-                    told = True
-                time.sleep(poll)
+    def set_ids(self, job: int, ids: Sequence[int]) -> None:
+        """Record the job's items (in order): a job resumed elsewhere needs them."""
+        self.update(job, ids=array("q", ids).tobytes(), total=len(ids))
 
-    def _reap(self, db: sqlite3.Connection, now: float) -> None:
-        """Mark jobs whose process died as interrupted, ending their event stream."""
-        for row in db.execute("SELECT * FROM jobs WHERE status IN ('queued', 'running')").fetchall():
-            if _alive(row, now):
-                continue
-            error = f"the process running it (pid {row['pid']} on {row['host']}) stopped"
-            db.execute(
-                "UPDATE jobs SET status = 'interrupted', finished = ?, error = ? WHERE id = ?",
-                (now, error, row["id"]),
-            )
-            job = self._summary(db, db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
-            done = done_event(job["job"], "interrupted", job["total"], job["succeeded"], job["failed"],
-                              job["skipped"], job["errors"], error)
+    def ids(self, job: int) -> list[int] | None:
+        rows = self._read("SELECT ids FROM jobs WHERE id = ?", (job,))
+        if not rows or rows[0]["ids"] is None:
+            return None
+        return array("q", bytes(rows[0]["ids"])).tolist()
+
+    def orphans(self) -> list[dict[str, Any]]:
+        """Jobs recorded as queued or running, oldest first. Called by the lock
+        holder, for whom every one of them belongs to a process that died."""
+        rows = self._read("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY id")
+        return [self._summary(row, errors=False) for row in rows]
+
+    def interrupt(self, job: int, error: str) -> None:
+        """End a dead process's job: status ``interrupted`` and a ``done`` event."""
+        with self._write() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job,)).fetchone()
+            if row is None or row["status"] not in ACTIVE:
+                return
+            db.execute("UPDATE jobs SET status = 'interrupted', finished = ?, error = ? WHERE id = ?",
+                       (time.time(), error, job))
+            done = done_event(job, "interrupted", row["total"], row["succeeded"], row["failed"],
+                              row["skipped"], self._failures(db, job), error)
             self._insert_events(db, row, [done])
+        self._notify()
+
+    def adopt(self, job: int, note: str) -> None:
+        """Record that this process resumes a dead process's job."""
+        with self._write() as db:
+            row = db.execute("SELECT resumed FROM jobs WHERE id = ?", (job,)).fetchone()
+            notes = json.loads(row["resumed"]) if row["resumed"] else []
+            db.execute("UPDATE jobs SET resumed = ?, host = ?, pid = ? WHERE id = ?",
+                       (json.dumps([*notes, note]), HOST, os.getpid(), job))
 
     def reap(self) -> None:
-        """Reap dead jobs; a plain read unless one needs it (this runs on every poll)."""
-        now = time.time()
-        rows = self._db().execute("SELECT * FROM jobs WHERE status IN ('queued', 'running')").fetchall()
-        if all(_alive(row, now) for row in rows):
+        """If jobs say they run but nobody holds the library lock, settle them
+        (a plain read unless one needs it: this runs on every poll)."""
+        if not self._read("SELECT 1 FROM jobs WHERE status IN ('queued', 'running') LIMIT 1"):
             return
-        with self._write() as db:
-            self._reap(db, now)
+        from .runner import settle_if_free  # the runner owns a job's life; this only asks
+
+        settle_if_free(self)
 
     def _prune(self, db: sqlite3.Connection) -> None:
         keep = f"SELECT id FROM jobs ORDER BY id DESC LIMIT {KEEP_JOBS}"
@@ -232,19 +259,19 @@ class JobStore:
         with self._write() as db:
             db.execute(f"UPDATE jobs SET {assigns} WHERE id = ?", (*fields.values(), job))
 
-    def beat(self, job: int) -> None:
-        self.update(job, heartbeat=time.time())
-
     def append(self, job: int, payloads: Sequence[dict[str, Any]], **fields: Any) -> None:
         """Add events (numbered 1, 2, 3, ... per job) and update the job, in one commit."""
         with self._write() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job,)).fetchone()
-            if row["status"] not in ACTIVE:  # already ended (e.g. reaped): keep its record
+            if row is None or row["status"] not in ACTIVE:  # already ended: keep its record
                 return
             if fields:
                 assigns = ", ".join(f"{name} = ?" for name in fields)
                 db.execute(f"UPDATE jobs SET {assigns} WHERE id = ?", (*fields.values(), job))
             self._insert_events(db, row, payloads)
+        self._notify()
+
+    def _notify(self) -> None:
         with self._changed:
             self._changed.notify_all()
 
@@ -265,8 +292,8 @@ class JobStore:
         db.execute("UPDATE jobs SET last_event = ? WHERE id = ?", (seq, row["id"]))
 
     def cancel_requested(self, job: int) -> bool:
-        row = self._db().execute("SELECT cancel FROM jobs WHERE id = ?", (job,)).fetchone()
-        return bool(row and row["cancel"])
+        rows = self._read("SELECT cancel FROM jobs WHERE id = ?", (job,))
+        return bool(rows and rows[0]["cancel"])
 
     def request_cancel(self, job: int) -> dict[str, Any] | None:
         with self._write() as db:
@@ -279,43 +306,48 @@ class JobStore:
 
     def get(self, job: int) -> dict[str, Any] | None:
         self.reap()
-        db = self._db()
-        row = db.execute("SELECT * FROM jobs WHERE id = ?", (job,)).fetchone()
-        return self._summary(db, row) if row else None
+        rows = self._read("SELECT * FROM jobs WHERE id = ?", (job,))
+        return self._summary(rows[0]) if rows else None
 
     def list(self, limit: int = KEEP_JOBS) -> list[dict[str, Any]]:
         self.reap()
-        db = self._db()
-        rows = db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [self._summary(db, row) for row in rows]
+        rows = self._read("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
+        return [self._summary(row) for row in rows]
 
     def active(self) -> dict[str, Any] | None:
-        """The live job on this library, if any."""
+        """The running job on this library, if any (its process holds the lock)."""
         return next((job for job in self.list(5) if job["status"] in ACTIVE), None)
 
     def events_after(self, job: int, after: int, limit: int = 500) -> list[tuple[int, str, str]]:
         """(seq, type, json) of the job's events numbered above ``after``."""
-        rows = self._db().execute(
+        rows = self._read(
             "SELECT seq, type, data FROM events WHERE job = ? AND seq > ? ORDER BY seq LIMIT ?",
             (job, after, limit),
-        ).fetchall()
+        )
         return [(row["seq"], row["type"], row["data"]) for row in rows]
 
-    def _summary(self, db: sqlite3.Connection, row: sqlite3.Row, errors: bool = True) -> dict[str, Any]:
+    def _failures(self, db: sqlite3.Connection, job: int) -> list[dict[str, Any]]:
+        rows = db.execute("SELECT data FROM events WHERE job = ? AND failed = 1 ORDER BY seq", (job,))
+        return [failure_entry(json.loads(row["data"])) for row in rows]
+
+    def failures(self, job: int) -> list[dict[str, Any]]:
+        """The job's failed items so far, as ``done.results`` lists them."""
+        with self._errors():
+            return self._failures(self._db(), job)
+
+    def _summary(self, row: sqlite3.Row, errors: bool = True) -> dict[str, Any]:
         summary: dict[str, Any] = {"job": row["id"]}
         summary.update({name: row[name] for name in SUMMARY_FIELDS})
         summary.update(
             force=bool(row["force"]), origin=row["origin"], host=row["host"], pid=row["pid"],
             last_event=row["last_event"], cancel_requested=bool(row["cancel"]), error=row["error"],
+            resumed=json.loads(row["resumed"]) if row["resumed"] else [],
         )
         if errors:
-            failures = db.execute(
-                "SELECT data FROM events WHERE job = ? AND failed = 1 ORDER BY seq", (row["id"],)
-            ).fetchall()
-            summary["errors"] = [failure_entry(json.loads(f["data"])) for f in failures]
+            summary["errors"] = self.failures(row["id"])
         return summary
 
-    # --- the move journal ---------------------------------------------------
+    # --- the journal ---------------------------------------------------------
 
     def intend(self, job: int, kind: str, entity: int, src: bytes, dst: bytes) -> int:
         with self._write() as db:
@@ -331,10 +363,17 @@ class JobStore:
             db.executemany("DELETE FROM moves WHERE id = ?", [(i,) for i in move_ids])
 
     def pending_moves(self, exclude_job: int | None = None) -> list[Move]:
-        rows = self._db().execute(
-            "SELECT * FROM moves WHERE job IS NOT ? ORDER BY id", (exclude_job,)
-        ).fetchall()
+        rows = self._read("SELECT * FROM moves WHERE job IS NOT ? ORDER BY id", (exclude_job,))
         return [Move(r["id"], r["job"], r["kind"], r["entity"], bytes(r["src"]), bytes(r["dst"])) for r in rows]
+
+
+def unreadable_message(path: str, exc: BaseException) -> str:
+    return (
+        f"the job store {path} cannot be used ({exc}). Move it aside and keep it for "
+        f"inspection (mv '{path}' '{path}.broken'); the next run makes a new one. If a run was "
+        "interrupted, its journal of pending moves is in the old file: items it moved may point "
+        "at their old paths until `beet update` or a re-import finds them"
+    )
 
 
 _stores: dict[str, JobStore] = {}
@@ -349,9 +388,10 @@ def store_path(lib: Library) -> str:
 
 
 def store_for(lib: Library) -> JobStore:
-    """The job store beside ``lib``, one instance per path in this process."""
+    """The job store beside ``lib``, one instance per path in this process
+    (a new one if the file was deleted or replaced since)."""
     path = store_path(lib)
     with _stores_lock:
-        if path not in _stores:
+        if path not in _stores or not _stores[path].intact():
             _stores[path] = JobStore(path)
         return _stores[path]

@@ -1,106 +1,238 @@
-"""Claiming the library and running a job: the sequence every caller shares.
+"""A job's life, in one place: the sequence every caller (CLI, web, import) shares.
 
-``open_job`` claims the library's one job slot (or says who holds it),
-starts the heartbeat that tells other processes the job is alive, settles the
-journal of any job that died, and selects the items. ``run_job`` runs the
-engine with the job store as a sink and cancellation read from the store (so
-a cancel from any web worker stops it before its next item).
+    config = JobConfig.from_plugin(plugin)        # bad settings fail here, nothing claimed
+    with open_job(lib, op, query, ...) as job:    # the library lock, the job's row
+        job.run(sinks)                            # settle, select, engine, release
+
+``open_job`` reads the config first, then takes the library lock (claim.py),
+settles what dead processes left (their job rows, their journal), and creates
+the job's row; nothing runs between the claim and the run that could leak the
+lock, and leaving the ``with`` block releases it on every path. ``adopt``
+does the same for a server process that finds a web job whose process died:
+it resumes that job under the same id, from the next item.
 """
 
 from __future__ import annotations
 
-import threading
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import confuse
+
+from .claim import LibraryLock, wait_for
 from .engine import Engine, ItemResult, Journal, Settings, Sink, Summary
-from .events import done_event, failure_entry, item_event, start_event
+from .errors import ConfigError
+from .events import done_event, item_event, start_event
+from .jobs import HOST, JobConflict, JobStore, store_for
 from .journal import reconcile
+from .normalize import Rules
+from .operations import get_operation
 from .selection import select_ids, work_query
 
 if TYPE_CHECKING:
     from beets.library import Library
     from beets.logging import BeetsLogger
 
-    from .jobs import JobStore
-    from .normalize import Rules
     from .operations import Operation
 
-HEARTBEAT_EVERY = 2.0
+ADOPT_ORIGIN = "web"  # only web jobs are resumed by another process; a CLI user is right there
 
 
-class Heartbeat:
-    """Tells other processes this job's process is alive, from a side thread
-    (the engine may sit in one long file operation), from the claim to the end."""
+@dataclass(frozen=True)
+class JobConfig:
+    """The validated settings a run needs, read before anything is claimed."""
 
-    def __init__(self, store: JobStore, job_id: int) -> None:
-        self.store, self.job_id = store, job_id
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"unmarked-heartbeat-{job_id}", daemon=True)
-        self._thread.start()
+    rules: Rules
+    settings: Settings
 
-    def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_EVERY):
-            self.store.beat(self.job_id)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+    @classmethod
+    def from_plugin(cls, config: confuse.ConfigView) -> JobConfig:
+        try:
+            return cls(Rules.from_config(config), Settings.from_config(config))
+        except confuse.ConfigError as exc:
+            raise ConfigError(f"invalid configuration: {exc}") from exc
 
 
-@dataclass
 class Job:
-    """A claimed job, the items it will work on, and its heartbeat."""
+    """A claimed job. Enter it (``with``) to run it; leaving releases the lock."""
 
-    id: int
-    op: Operation
-    ids: list[int]
-    force: bool
-    heartbeat: Heartbeat
+    def __init__(self, lib: Library, store: JobStore, lock: LibraryLock, job_id: int, op: Operation,
+                 query: str, force: bool, config: JobConfig, log: BeetsLogger, *,
+                 ids: Sequence[int] | None = None, resume: Summary | None = None) -> None:
+        self.lib, self.store, self.lock, self.id, self.op = lib, store, lock, job_id, op
+        self.query, self.force, self.config, self.log = query, force, config, log
+        self.ids = list(ids) if ids is not None else store.ids(job_id)
+        self.resume = resume
+
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close(exc)
+
+    def close(self, exc: BaseException | None = None) -> None:
+        """Release the lock; a job that never reached its end is recorded as failed."""
+        if not self.lock.held:
+            return
+        try:
+            summary = self.store.get(self.id)
+            if summary and summary["status"] in ("queued", "running"):
+                end_failed(self.store, self.id, str(exc) if exc else "stopped before it ran")
+        finally:
+            self.lock.release()
+
+    @property
+    def total(self) -> int:
+        return len(self.ids) if self.ids is not None else 0
+
+    def select(self) -> list[int]:
+        """The job's items, selected once and recorded (a resumed job reuses them)."""
+        if self.ids is None:
+            self.ids = select_ids(self.lib, work_query(self.lib, self.op, self.query, self.force))
+            self.store.set_ids(self.id, self.ids)
+        return self.ids
+
+    def run(self, sinks: Sequence[Sink] = ()) -> Summary:
+        """Run to the end (or cancel, or a run-ending error); the store records every event."""
+        ids = self.select()
+        remaining = ids[self.resume.current:] if self.resume else ids
+        settings, rules = self.config.settings, self.config.rules
+        engine = Engine(self.lib, self.op, rules, settings, self.log, journal=Journal(self.store, self.id),
+                        force=self.force, guard=self.lock.check)
+        try:
+            return engine.run(remaining, Fanout([JobSink(self.store, self.id, self.op.name), *sinks]),
+                              stop=lambda: self.store.cancel_requested(self.id), resume=self.resume)
+        finally:
+            self.close()
 
 
-def open_job(lib: Library, store: JobStore, op: Operation, query: str | Sequence[str], force: bool,
-             origin: str, log: BeetsLogger, ids: Sequence[int] | None = None,
-             wait: Callable[[dict[str, Any]], None] | None = None) -> Job:
-    """Claim the library (raise JobConflict, or call ``wait`` and wait), repair
-    what a dead job left, and select the items (``ids`` given: those)."""
-    text = query if isinstance(query, str) else " ".join(query)
-    if wait is None:
-        job_id = store.claim(op.name, text, force, origin)
-    else:
-        job_id = store.wait_claim(op.name, text, force, origin, on_wait=wait)
-    heartbeat = Heartbeat(store, job_id)
+def run_in_background(job: Job, log: BeetsLogger) -> None:
+    """A server thread's job (started by a request or adopted): run it to its
+    end; whatever stops it is in its record, and the lock is released."""
     try:
-        repaired = reconcile(lib, store, exclude_job=job_id, log=log.warning)
-        if repaired:
-            log.info("repaired {} paths left by an interrupted run", repaired)
-        chosen = list(ids) if ids is not None else select_ids(lib, work_query(lib, op, query, force))
-        store.update(job_id, total=len(chosen))
-    except BaseException as exc:
-        heartbeat.stop()
-        end_failed(store, job_id, str(exc))
+        with job:
+            job.run()
+    except Exception as exc:
+        log.error("job {} stopped: {}", job.id, exc)
+
+
+def _take(store: JobStore, wait: Callable[[dict[str, Any] | None], None] | None) -> LibraryLock:
+    """The library lock now, or JobConflict; with ``wait``, call it once and wait."""
+
+    def take() -> LibraryLock | None:
+        return LibraryLock.take(store.lock_path, store.path, store.identity)
+
+    lock = take()
+    if lock is not None:
+        return lock
+    active = store.active()
+    if wait is None:
+        raise JobConflict(active, store.lock_path)
+    wait(active)
+    return wait_for(take)
+
+
+def open_job(lib: Library, op: Operation, query: str | Sequence[str], force: bool, origin: str,
+             config: JobConfig, log: BeetsLogger, *, ids: Sequence[int] | None = None,
+             wait: Callable[[dict[str, Any] | None], None] | None = None) -> Job:
+    """Claim the library (JobConflict, or ``wait`` and wait), settle what dead
+    processes left, and create the job. ``ids`` given: those items, else the query's."""
+    text = query if isinstance(query, str) else " ".join(query)
+    store = store_for(lib)
+    lock = _take(store, wait)
+    try:
+        settle(lib, store, log)
+        if ids is None:  # selected under the lock, before the row: a failed selection leaves no job
+            ids = select_ids(lib, work_query(lib, op, query, force))
+        job_id = store.create(op.name, text, force, origin)
+        store.set_ids(job_id, ids)
+    except BaseException:
+        lock.release()
         raise
-    return Job(job_id, op, chosen, force, heartbeat)
+    return Job(lib, store, lock, job_id, op, text, force, config, log, ids=ids)
+
+
+def settle(lib: Library, store: JobStore, log: BeetsLogger) -> None:
+    """Under the lock: end dead processes' jobs and repair their journal.
+
+    A web job is left for a server process to resume (``adopt``): only a
+    server can show it, and one adopts it as soon as it runs.
+    """
+    _end_orphans(store, leave_web=True)
+    repaired = reconcile(lib, store, log=log.warning)
+    if repaired:
+        log.info("repaired {} files left by an interrupted run", repaired)
+
+
+def _end_orphans(store: JobStore, leave_web: bool) -> list[dict[str, Any]]:
+    """Interrupt the jobs whose process died; return the web jobs left to resume."""
+    left = []
+    for job in store.orphans():
+        if leave_web and job["origin"] == ADOPT_ORIGIN:
+            left.append(job)
+        else:
+            store.interrupt(job["job"], f"the process running it (pid {job['pid']} on {job['host']}) stopped")
+    return left
+
+
+def settle_if_free(store: JobStore) -> None:
+    """For readers: if nobody holds the lock, end dead jobs' records now."""
+    lock = LibraryLock.take(store.lock_path, store.path, store.identity, patience=0)
+    if lock is None:
+        return
+    try:
+        _end_orphans(store, leave_web=True)
+    finally:
+        lock.release()
+
+
+def adopt(lib: Library, config: JobConfig, log: BeetsLogger) -> Job | None:
+    """A server's part: take over a web job whose process died, if any and if
+    the library is free. Returns the claimed job, ready to ``run``."""
+    store = store_for(lib)
+    if not store.orphans():  # a plain read; the lock only when there is work
+        return None
+    lock = LibraryLock.take(store.lock_path, store.path, store.identity, patience=0)
+    if lock is None:
+        return None
+    try:
+        left = _end_orphans(store, leave_web=True)
+        repaired = reconcile(lib, store, log=log.warning)
+        if not left:
+            lock.release()
+            return None
+        for other in left[:-1]:  # only one can be resumed; the newest wins
+            store.interrupt(other["job"], "superseded by a newer web job")
+        job = left[-1]
+        store.adopt(job["job"], f"resumed by pid {os.getpid()} on {HOST} at {time.time():.0f} "
+                                f"({repaired} files repaired)")
+        log.info("resuming web job {} ({}/{} done) after its process stopped",
+                 job["job"], job["current"], job["total"])
+    except BaseException:
+        lock.release()
+        raise
+    resume = _resume_summary(job) if job["status"] == "running" else None
+    return Job(lib, store, lock, job["job"], get_operation(job["op"]), job["query"], job["force"],
+               config, log, resume=resume)
+
+
+def _resume_summary(job: dict[str, Any]) -> Summary:
+    return Summary(total=job["total"], status="running", current=job["current"],
+                   succeeded=job["succeeded"], failed=job["failed"], skipped=job["skipped"])
 
 
 def end_failed(store: JobStore, job_id: int, error: str) -> None:
-    """End a job that could not run at all; its stream gets a ``done``."""
+    """End a job that could not run (on); its stream gets a ``done``."""
     job = store.get(job_id) or {}
-    store.append(job_id, [done_event(job_id, "failed", job.get("total", 0), 0, 0, 0, [], error)],
+    store.append(job_id, [done_event(job_id, "failed", job.get("total", 0), job.get("succeeded", 0),
+                                     job.get("failed", 0), job.get("skipped", 0), store.failures(job_id),
+                                     error)],
                  status="failed", finished=time.time(), error=error)
-
-
-def run_job(lib: Library, store: JobStore, job: Job, rules: Rules, settings: Settings, log: BeetsLogger,
-            sinks: Sequence[Sink] = ()) -> Summary:
-    """Run a claimed job to its end; the store records every event."""
-    engine = Engine(lib, job.op, rules, settings, log, journal=Journal(store, job.id), force=job.force)
-    try:
-        return engine.run(job.ids, Fanout([JobSink(store, job.id, job.op.name), *sinks]),
-                          stop=lambda: store.cancel_requested(job.id))
-    finally:
-        job.heartbeat.stop()
 
 
 class JobSink:
@@ -118,9 +250,9 @@ class JobSink:
         self.store.append(self.job, events, **_counters(summary))
 
     def done(self, summary: Summary) -> None:
-        results = [failure_entry(vars(result)) for result in summary.failures]
+        # Failures come from the record, which also holds those of a run this one resumed.
         done = done_event(self.job, summary.status, summary.total, summary.succeeded, summary.failed,
-                          summary.skipped, results, summary.error)
+                          summary.skipped, self.store.failures(self.job), summary.error)
         self.store.append(self.job, [done], status=summary.status, finished=time.time(),
                           error=summary.error, **_counters(summary))
 

@@ -65,4 +65,8 @@ def create_app(config: str | None = None) -> Flask:
     from beetsplug.web import app
 
     _configure_web_app(app, lib)
+    from .web.adopter import serve_library
+    from .web.api import state
+
+    serve_library(lib, state.plugin)  # adopt orphaned web jobs before any request
     return app

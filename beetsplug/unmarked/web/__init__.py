@@ -7,9 +7,11 @@ WSGI entry in ``wsgi.py``) serve beets' UI and API plus ours.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from flask import Flask
+
     from .. import UnmarkedPlugin
 
 
@@ -22,3 +24,19 @@ def register(plugin: UnmarkedPlugin) -> None:
     state.plugin = plugin  # the latest loaded plugin instance supplies config and log
     if blueprint.name not in app.blueprints:
         app.register_blueprint(blueprint)
+        _adopt_when_serving(app)
+
+
+def _adopt_when_serving(app: Flask) -> None:
+    """``beet web`` serves through ``app.run``: a server process from its first
+    instant, so it adopts orphaned web jobs before any browser connects."""
+    serve = app.run
+
+    def run(*args: Any, **kwargs: Any) -> None:
+        from .adopter import serve_library
+        from .api import state
+
+        serve_library(app.config["lib"], state.plugin)
+        serve(*args, **kwargs)
+
+    app.run = run  # type: ignore[method-assign]

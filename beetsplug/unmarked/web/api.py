@@ -19,14 +19,14 @@ import flask
 from beets import context, dbcore
 from flask import Blueprint, jsonify, request
 
-from ..engine import Settings
 from ..events import readable
 from ..jobs import ACTIVE, JobConflict, store_for
-from ..normalize import Rules
 from ..operations import OPERATIONS, Operation
-from ..runner import Job, end_failed, open_job, run_job
+from ..errors import ConfigError, StoreError
+from ..runner import Job, JobConfig, open_job, run_in_background
 from ..selection import load_items, select_ids, work_query
 from . import sse
+from .adopter import serve_library
 from .validate import ApiError, body_fields, int_arg, op_arg, whole_number
 
 if TYPE_CHECKING:
@@ -57,11 +57,18 @@ def _store() -> JobStore:
 def _music_dir() -> None:
     """beets expands stored paths with a per-thread context: set it for this thread."""
     context.set_music_dir(_lib().directory)
+    serve_library(_lib(), state.plugin)  # this process is a server: it adopts orphaned web jobs
 
 
 @blueprint.errorhandler(ApiError)
 def _api_error(error: ApiError) -> Any:
     return jsonify({"error": error.message, **error.extra}), error.status
+
+
+@blueprint.errorhandler(StoreError)
+def _store_error(error: StoreError) -> Any:
+    """An unreadable job store: say which file and what to do, not a traceback."""
+    return jsonify({"error": str(error)}), 503
 
 
 def readonly() -> bool:
@@ -210,24 +217,28 @@ def _work_query(op: Operation, query: str, force: bool) -> Any:
         raise ApiError(400, f"invalid query: {exc}") from exc
 
 
+def _job_config() -> JobConfig:
+    try:
+        return JobConfig.from_plugin(state.plugin.config)
+    except ConfigError as exc:  # the server's settings, not the request, are wrong
+        raise ApiError(500, str(exc)) from exc
+
+
 def _start(op: Operation, query: str, force: bool) -> Job:
     """Claim the library and run the job in a background thread of this process."""
     _work_query(op, query, force)  # a bad query is a 400, before anything is claimed
-    plugin, lib, store = state.plugin, _lib(), _store()
+    config = _job_config()  # bad settings: an error naming them, nothing claimed
     try:
-        job = open_job(lib, store, op, query, force, "web", plugin._log)
+        job = open_job(_lib(), op, query, force, "web", config, state.plugin._log)
     except JobConflict as conflict:
-        raise ApiError(409, str(conflict), job=conflict.active["job"]) from conflict
-    rules, settings = Rules.from_config(plugin.config), Settings.from_config(plugin.config)
-
-    def work() -> None:
-        try:
-            run_job(lib, store, job, rules, settings, plugin._log)
-        except Exception as exc:  # run_job reports item and run failures itself
-            plugin._log.error("job {} failed: {}", job.id, exc, exc_info=True)
-            end_failed(store, job.id, str(exc))
-
-    threading.Thread(target=work, name=f"unmarked-job-{job.id}", daemon=True).start()
+        active = conflict.active["job"] if conflict.active else None
+        raise ApiError(409, str(conflict), job=active) from conflict
+    try:
+        threading.Thread(target=run_in_background, args=(job, state.plugin._log),
+                         name=f"unmarked-job-{job.id}", daemon=True).start()
+    except BaseException as exc:
+        job.close(exc)
+        raise
     return job
 
 
@@ -236,7 +247,7 @@ def _start(op: Operation, query: str, force: bool) -> Job:
 def create_job() -> Any:
     fields = body_fields({"op", "query", "force"}, required={"op"})
     job = _start(op_arg(fields["op"]), fields.get("query", ""), fields.get("force", False))
-    return jsonify({"job": job.id, "total": len(job.ids), "events": f"/api/jobs/{job.id}/events"}), 202
+    return jsonify({"job": job.id, "total": job.total, "events": f"/api/jobs/{job.id}/events"}), 202
 
 
 @blueprint.post("/api/jobs/<job_id>/cancel")
