@@ -1,4 +1,6 @@
-"""kill -9 at random instants of 1000-item runs, of the CLI and of the web server.
+"""kill -9 at random instants of 1000-item runs: of the CLI, of the whole web
+server, and of the gunicorn worker that runs a web job (which another worker
+must then adopt and finish under the same job id).
 
 Each trial changes the naming scheme and the feat spelling and clears the
 markers, so every run has all 1000 items to retag and move; the run is
@@ -28,7 +30,7 @@ from common import table  # noqa: E402
 from beetsplug.unmarked.jobs import JobStore, store_path  # noqa: E402
 from tests.consistency import files_accounted_for, problems  # noqa: E402
 from tests.libenv import BEET, LibraryEnv  # noqa: E402
-from tests.servers import beet_web, web_settings  # noqa: E402
+from tests.servers import beet_web, gunicorn, web_settings  # noqa: E402
 from tests.test_crash import populate  # noqa: E402
 
 SCHEMES = ["$albumartist/$album/$track $title", "by-title/$title ($artist)"]
@@ -77,6 +79,36 @@ def server_trial(env: LibraryEnv, rng: random.Random) -> bool:
     return mid_run
 
 
+def worker_trial(env: LibraryEnv, rng: random.Random) -> bool:
+    """kill -9 of the worker running the job; it counts only if another worker
+    then finished that job by itself (status completed, same id, ids without gap)."""
+    server = gunicorn(env, "-w", "2", "--timeout", "60")
+    try:
+        before = newest_job(env)
+        job = server.post("/api/jobs", json={"op": "process"}).json()["job"]
+        store = JobStore(store_path(env.lib))
+        wait_share(env, before, rng.uniform(0.02, 0.9), lambda: server.proc.poll() is None)
+        time.sleep(rng.uniform(0, 0.3))
+        running = store.get(job)
+        if running["status"] != "running":
+            return False
+        os.kill(running["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 300
+        while store.get(job)["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        summary = store.get(job)
+        ids = [seq for seq, _, _ in store.events_after(job, 0, limit=10**6)]
+        return (summary["status"] == "completed" and bool(summary["resumed"])
+                and ids == list(range(1, len(ids) + 1)))
+    finally:
+        server.stop()
+
+
+TRIALS = {"cli": cli_trial, "server": server_trial, "worker": worker_trial}
+WHAT = {"cli": "`beet process-unmarked`", "server": "`beet web` (server process group) mid-job",
+        "worker": "the gunicorn sync worker running a web job (2 workers)"}
+
+
 def run(kind: str, trials: int, items: int, seed: int) -> list[object]:
     rng = random.Random(seed)
     with LibraryEnv() as env:
@@ -85,14 +117,14 @@ def run(kind: str, trials: int, items: int, seed: int) -> list[object]:
         landed = 0
         for trial in range(trials):
             reset(env, trial)
-            landed += (cli_trial if kind == "cli" else server_trial)(env, rng)
+            landed += TRIALS[kind](env, rng)
             files_accounted_for(env, env.incoming, env.lib_path)  # raises on a lost or doubled file
         final = env.beet("process-unmarked", check=False)
         left = env.beet_ids("unmarked:true")
         found = problems(env, env.incoming, env.lib_path)
     counts = ", ".join(f"{kind} {len(cases)}" for kind, cases in found.items())
-    what = "`beet process-unmarked`" if kind == "cli" else "`beet web` (server process group) mid-job"
-    return [f"kill -9 of {what}, {items} items", f"{trials} ({landed} mid-run)",
+    landed_as = "mid-run, then finished by another worker" if kind == "worker" else "mid-run"
+    return [f"kill -9 of {WHAT[kind]}, {items} items", f"{trials} ({landed} {landed_as})",
             f"no file lost or duplicated after any kill; final run exit {final.returncode}, "
             f"{len(left)} left unmarked; {counts}"]
 
@@ -102,8 +134,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=22)
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--kinds", nargs="+", choices=list(TRIALS), default=list(TRIALS))
     args = parser.parse_args()
-    rows = [run(kind, args.trials, args.items, args.seed) for kind in ("cli", "server")]
+    rows = [run(kind, args.trials, args.items, args.seed) for kind in args.kinds]
     print(table(["fault", "trials", "outcome"], rows))
 
 

@@ -7,6 +7,7 @@ the ``unmarked:`` query, the commands, the import hook and, when beets' own
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from beets.plugins import BeetsPlugin
@@ -58,6 +59,9 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # Web: how long one SSE response may last on a server without threads
     # (gunicorn's sync worker); the browser resumes with Last-Event-ID.
     "stream_window": 1.0,
+    # Job store (jobs, events, journal) size budget in MiB: finished jobs beyond
+    # it are compacted to their summary and failures, then dropped, oldest first.
+    "job_history_mb": 64,
 }
 
 
@@ -105,7 +109,7 @@ class UnmarkedPlugin(BeetsPlugin):
             return
         config = JobConfig.from_plugin(self.config)
         # The whole task in one batch: one commit for its items' changes and markers.
-        config = JobConfig(config.rules, Settings(batch_size=len(items), batch_seconds=float("inf")))
+        config = replace(config, settings=Settings(batch_size=len(items), batch_seconds=float("inf")))
         with open_job(session.lib, OPERATIONS["process"], f"import of {len(items)} items", True, "import",
                       config, self._log, ids=[item.id for item in items], wait=self._waiting) as job:
             job.run([ImportLog(self)])

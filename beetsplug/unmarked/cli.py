@@ -17,6 +17,7 @@ from . import markers
 from .engine import Engine, ItemResult, Summary
 from .events import readable
 from .jobs import JobConflict, describe, how_to_stop
+from .jobs_cli import jobs_command, status_command
 from .operations import OPERATIONS, Operation, get_operation
 from .runner import JobConfig, open_job
 from .selection import parse_query, select_ids, work_query
@@ -192,4 +193,6 @@ def build_commands(plugin: UnmarkedPlugin) -> list[ui.Subcommand]:
         *operations,
         _marker_command("mark", "set markers without processing (QUERY or --all)", "set", markers.set_markers),
         _marker_command("unmark", "clear markers (QUERY or --all)", "cleared", markers.clear_markers),
+        jobs_command(),
+        status_command(),
     ]

@@ -80,7 +80,10 @@ CREATE TABLE IF NOT EXISTS moves (
 );
 """
 # Columns added after the first release; stores made by it get them on open.
-ADDED_COLUMNS = {"ids": "BLOB", "resumed": "TEXT"}
+ADDED_COLUMNS = {"ids": "BLOB", "resumed": "TEXT", "compacted": "INTEGER NOT NULL DEFAULT 0"}
+# The write-ahead log is checkpointed every ~800 KiB and cut back to 1 MiB, so
+# it does not stay at the size of the largest job the store ever saw.
+WAL_PAGES, WAL_LIMIT = 200, 1 << 20
 
 SUMMARY_FIELDS = (
     "op", "query", "status", "total", "current", "succeeded", "failed",
@@ -108,9 +111,10 @@ def describe(summary: dict[str, Any]) -> str:
 
 def how_to_stop(summary: dict[str, Any]) -> str:
     """What a user can do about an active job, by where it runs."""
+    anywhere = f"`beet unmarked-jobs --cancel {summary['job']}`"
     if summary["origin"] == "web":
-        return f"cancel it on the /unmarked page (or POST /api/jobs/{summary['job']}/cancel)"
-    return f"stop it with Ctrl-C where it runs (pid {summary['pid']} on {summary['host']})"
+        return f"cancel it with {anywhere} or on the /unmarked page"
+    return f"stop it with Ctrl-C where it runs (pid {summary['pid']} on {summary['host']}) or {anywhere}"
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ class JobStore:
         self.identity: tuple[int, int] | None = None
         with self._errors():
             db = self._db()
+            db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file only
             db.executescript(SCHEMA)  # idempotent; executescript commits itself
             have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
             for name, kind in ADDED_COLUMNS.items():
@@ -151,6 +156,8 @@ class JobStore:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+            conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             found = file_identity(self.path)
             if self.identity is None:
                 self.identity = found
@@ -247,6 +254,39 @@ class JobStore:
 
         settle_if_free(self)
 
+    def keep_within(self, budget: int) -> None:
+        """Hold the store to ``budget`` bytes: compact finished jobs, oldest
+        first, to their summary, their failed items and their start/done events
+        (what the page, the API and ``--show`` promise for old jobs); if that is
+        not enough, drop the oldest finished jobs whole (the newest is kept).
+        Freed pages go back to the file system, so the file shrinks too."""
+        with self._write() as db:
+            if _used(db) <= budget:
+                return
+            finished = [row["id"] for row in db.execute(
+                "SELECT id FROM jobs WHERE status NOT IN ('queued', 'running') ORDER BY id")]
+            for job in finished:
+                db.execute("DELETE FROM events WHERE job = ? AND type = 'item' AND failed = 0", (job,))
+                db.execute("UPDATE jobs SET compacted = 1 WHERE id = ?", (job,))
+                if _used(db) <= budget:
+                    break
+            for job in finished[:-1]:
+                if _used(db) <= budget:
+                    break
+                db.execute("DELETE FROM events WHERE job = ?", (job,))
+                db.execute("DELETE FROM jobs WHERE id = ?", (job,))
+        self._shrink()
+
+    def _shrink(self) -> None:
+        with self._errors():
+            db = self._db()
+            if db.execute("PRAGMA auto_vacuum").fetchone()[0] == 0:  # a store from before: convert once
+                db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                db.execute("VACUUM")
+            else:
+                db.execute("PRAGMA incremental_vacuum")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def _prune(self, db: sqlite3.Connection) -> None:
         keep = f"SELECT id FROM jobs ORDER BY id DESC LIMIT {KEEP_JOBS}"
         db.execute(f"DELETE FROM events WHERE job NOT IN ({keep})")
@@ -342,6 +382,7 @@ class JobStore:
             force=bool(row["force"]), origin=row["origin"], host=row["host"], pid=row["pid"],
             last_event=row["last_event"], cancel_requested=bool(row["cancel"]), error=row["error"],
             resumed=json.loads(row["resumed"]) if row["resumed"] else [],
+            compacted=bool(row["compacted"]),
         )
         if errors:
             summary["errors"] = self.failures(row["id"])
@@ -365,6 +406,12 @@ class JobStore:
     def pending_moves(self, exclude_job: int | None = None) -> list[Move]:
         rows = self._read("SELECT * FROM moves WHERE job IS NOT ? ORDER BY id", (exclude_job,))
         return [Move(r["id"], r["job"], r["kind"], r["entity"], bytes(r["src"]), bytes(r["dst"])) for r in rows]
+
+
+def _used(db: sqlite3.Connection) -> int:
+    """Bytes of the store's file in use (free pages excluded)."""
+    pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
+    return int(pages * db.execute("PRAGMA page_size").fetchone()[0])
 
 
 def unreadable_message(path: str, exc: BaseException) -> str:

@@ -48,11 +48,13 @@ class JobConfig:
 
     rules: Rules
     settings: Settings
+    history_bytes: int = 64 << 20  # the job store's budget (``job_history_mb``)
 
     @classmethod
     def from_plugin(cls, config: confuse.ConfigView) -> JobConfig:
         try:
-            return cls(Rules.from_config(config), Settings.from_config(config))
+            budget = int(config["job_history_mb"].as_number() * (1 << 20))
+            return cls(Rules.from_config(config), Settings.from_config(config), max(budget, 1 << 20))
         except confuse.ConfigError as exc:
             raise ConfigError(f"invalid configuration: {exc}") from exc
 
@@ -83,6 +85,7 @@ class Job:
             summary = self.store.get(self.id)
             if summary and summary["status"] in ("queued", "running"):
                 end_failed(self.store, self.id, str(exc) if exc else "stopped before it ran")
+            self.store.keep_within(self.config.history_bytes)
         finally:
             self.lock.release()
 
