@@ -25,7 +25,7 @@ from beets.library import FileOperationError, Item
 from beets.util import FilesystemError
 
 from .events import readable
-from .journal import unique_destination, write_tags
+from .files import unique_destination, write_tags
 from .markers import unmarked_query
 from .selection import load_items
 from .transaction import LibraryLockedError, atomic, rolled_back

@@ -6,15 +6,21 @@ file that is gone, or a file whose tags the library does not know. So before
 each move or tag write the engine records an intent in the job store, and
 forgets it once the batch that stores the change has committed. Whatever is
 left when the next job claims the library belonged to a process that died:
-``reconcile`` repairs paths from what is on disk, then rewrites the tags of
-files whose write was not recorded from the library's values.
+``reconcile`` repairs paths from what is on disk, removes the temp files a
+killed copy or tag write left (files.py), then rewrites the tags of files
+whose write was not recorded from the library's values.
+
+Repair never blocks a run: an entry whose file cannot be repaired (gone,
+unreadable, in a directory we cannot write) is reported once, with the item,
+the path and the reason, and set aside; only the library itself being
+unusable stops the repair, and then every entry is kept for the next run.
+Log calls pass paths as ``{}`` arguments: beets' logger runs
+``msg.format(*args)``, so a path with braces in the message would raise.
 """
 
 from __future__ import annotations
 
-import errno
 import filecmp
-import glob
 import os
 from collections.abc import Callable
 from contextlib import suppress
@@ -22,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import beets
 from beets import util
-from beets.library import FileOperationError
 
+from .files import remove_partial_copies, remove_stale_temps, write_tags
 from .jobs import JobStore, Move
 from .transaction import atomic
 
@@ -32,136 +38,102 @@ if TYPE_CHECKING:
 
 PATH_FIELD = {"item": "path", "album": "artpath"}  # kinds of move; "tags" marks a tag write
 
-
-def unique_destination(dest: bytes, taken: set[bytes]) -> bytes:
-    """beets' ``util.unique_path``, also steering clear of paths promised earlier
-    in this batch (two items with the same destination, neither moved yet)."""
-    candidate = util.unique_path(dest)
-    base, ext = os.path.splitext(dest)
-    number = 0
-    while candidate in taken:
-        number += 1
-        candidate = util.unique_path(base + b".%d" % number + ext)
-    return candidate
+Log = Callable[..., Any]  # a beets logger method: a "{}" template, then its arguments
 
 
-def write_tags(item: Item) -> None:
-    """``Item.write``, but a disk that fills up mid-write leaves the file as it was.
-
-    mutagen grows a file before it moves any audio data; on ENOSPC it stops
-    with the file longer by a run of zeros (seen with MP3). Cutting it back to
-    its old size restores it byte for byte.
-    """
-    size = os.path.getsize(util.syspath(item.path))
-    try:
-        item.write()
-    except FileOperationError as exc:
-        if _disk_full(exc):
-            _truncate(item.path, size)
-        raise
+def _quiet(msg: str, *args: Any) -> None:
+    pass
 
 
-def _disk_full(exc: BaseException) -> bool:
-    """ENOSPC anywhere in the chain (beets wraps mutagen, which wraps OSError)."""
-    seen: set[int] = set()
-    todo: list[Any] = [exc]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
-            return True
-        todo += [getattr(current, "reason", None), current.__cause__, current.__context__,
-                 *[a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]]
-    return False
+def reconcile(lib: Library, store: JobStore, exclude_job: int | None = None, log: Log | None = None) -> int:
+    """Settle the intents of dead jobs. Returns how many items or albums were repaired."""
+    intents = store.pending_moves(exclude_job)
+    if not intents:
+        return 0
+    log = log or _quiet
+    with lib.music_dir_context():
+        repaired = _repair_paths(lib, [i for i in intents if i.kind in PATH_FIELD], log)
+        rewritten = _rewrite_tags(lib, [i for i in intents if i.kind == "tags"], log)
+    store.forget([intent.id for intent in intents])
+    return repaired + rewritten
 
 
-def _truncate(path: bytes, size: int) -> None:
-    """Undo a tag write that died growing the file (mutagen extends the file
-    before it moves any audio data, so the first ``size`` bytes are intact)."""
-    with suppress(OSError):
-        if os.path.getsize(util.syspath(path)) > size:
-            os.truncate(util.syspath(path), size)
+def _set_aside(log: Log, move: Move, path: bytes, what: str, exc: BaseException) -> None:
+    log("{} {}: {} after an interrupted run failed for {}: {}; journal entry set aside",
+        "album" if move.kind == "album" else "item", move.entity, what, util.displayable_path(path), exc)
+
+
+# --- paths --------------------------------------------------------------------
 
 
 def _exists(path: bytes) -> bool:
     return os.path.exists(util.syspath(path))
 
 
-def _remove_partial_copies(dst: bytes) -> None:
-    """Delete the temp files ``util.move`` leaves when killed mid-copy across devices."""
-    prefix = beets.config["tempfile_prefix"].get() or "."
-    directory, name = os.path.split(os.fsdecode(dst))
-    for leftover in glob.glob(os.path.join(glob.escape(directory), glob.escape(prefix + name) + ".*.beets")):
-        os.remove(leftover)
-
-
-def _settle(entity: Item | Album, move: Move) -> str | None:
-    """Decide one intent. Return a note when the entity must point at ``dst``."""
-    field = PATH_FIELD[move.kind]
-    current = entity[field]
-    if current != move.src:
-        return None  # stored already (== dst) or changed by someone since
+def _settle(entity: Item | Album, move: Move) -> bool:
+    """Decide one intent: True when the entity must point at ``dst``."""
+    if entity[PATH_FIELD[move.kind]] != move.src:
+        return False  # stored already (== dst) or changed by someone since
     src, dst = _exists(move.src), _exists(move.dst)
     if dst and src:
         if not filecmp.cmp(util.syspath(move.src), util.syspath(move.dst), shallow=False):
-            return None  # dst is someone else's file: keep ours at src
+            return False  # dst is someone else's file: keep ours at src
         # A cross-device move copied but did not remove the source yet. Remove
         # it before storing: if we die in between, the next pass sees src gone.
         os.remove(util.syspath(move.src))
-    elif not dst:
-        return None  # never moved (or both gone: nothing to point at)
-    return f"{move.kind} {move.entity}: moved to {util.displayable_path(move.dst)} but not recorded; path repaired"
+    return dst  # not moved (or both gone: nothing to point at) unless dst is there
 
 
-def reconcile(lib: Library, store: JobStore, exclude_job: int | None = None,
-              log: Callable[[str], None] | None = None) -> int:
-    """Settle the intents of dead jobs. Returns how many items or albums were repaired."""
-    intents = store.pending_moves(exclude_job)
-    if not intents:
-        return 0
-    moves = [i for i in intents if i.kind in PATH_FIELD]
-    with lib.music_dir_context():
-        repaired = _repair_paths(lib, moves, log)
-        rewritten = _rewrite_tags(lib, {i.entity for i in intents if i.kind == "tags"}, log)
-    store.forget([intent.id for intent in intents])
-    return repaired + rewritten
-
-
-def _repair_paths(lib: Library, moves: list[Move], log: Callable[[str], None] | None) -> int:
+def _repair_paths(lib: Library, moves: list[Move], log: Log) -> int:
     repaired: list[tuple[Item | Album, Move]] = []
     for move in moves:
-        _remove_partial_copies(move.dst)
         getter = lib.get_item if move.kind == "item" else lib.get_album
-        entity = getter(move.entity)
-        note = _settle(entity, move) if entity is not None else None
-        if note:
-            entity[PATH_FIELD[move.kind]] = move.dst
-            repaired.append((entity, move))
-            if log:
-                log(note)
+        entity = getter(move.entity)  # a library error stops the repair; entries are kept
+        try:
+            remove_partial_copies(move.dst)
+            if entity is None or not _settle(entity, move):
+                continue
+        except Exception as exc:  # this entry's files only: report, set aside, go on
+            _set_aside(log, move, move.src, "the path repair", exc)
+            continue
+        entity[PATH_FIELD[move.kind]] = move.dst
+        repaired.append((entity, move))
+        log("{} {}: moved to {} but not recorded; path repaired",
+            move.kind, move.entity, util.displayable_path(move.dst))
     if repaired:
         with atomic(lib):
             for entity, _ in repaired:
                 entity.store()
+    clutter = beets.config["clutter"].as_str_seq()
     for _, move in repaired:
-        util.prune_dirs(os.path.dirname(move.src), lib.directory,
-                        clutter=beets.config["clutter"].as_str_seq())
+        with suppress(OSError):
+            util.prune_dirs(os.path.dirname(move.src), lib.directory, clutter=clutter)
     return len(repaired)
 
 
-def _rewrite_tags(lib: Library, item_ids: set[int], log: Callable[[str], None] | None) -> int:
+# --- tags ---------------------------------------------------------------------
+
+
+def _rewrite_tags(lib: Library, intents: list[Move], log: Log) -> int:
     """Make files whose tag write was not recorded match the library again."""
     count = 0
-    for item in filter(None, map(lib.get_item, sorted(item_ids))):
+    for move in {m.entity: m for m in intents}.values():
+        item = lib.get_item(move.entity)
+        places = dict.fromkeys([move.src] + ([item.path] if item is not None else []))
+        try:
+            for place in places:
+                remove_stale_temps(place)
+        except OSError as exc:
+            _set_aside(log, move, move.src, "removing temp files", exc)
+            continue
+        if item is None:
+            continue  # removed from the library since: nothing to restore
         try:
             write_tags(item)
-        except FileOperationError as exc:
-            if log:
-                log(f"item {item.id}: could not restore its tags after a crash: {exc}")
+        except Exception as exc:  # gone, unreadable, unwritable: report, set aside, go on
+            _set_aside(log, move, item.path, "restoring the tags", exc)
             continue
         count += 1
-        if log:
-            log(f"item {item.id}: tags written before a crash were not recorded; file rewritten from the library")
+        log("item {}: tags written before an interrupted run ended were not recorded; "
+            "{} rewritten from the library", item.id, util.displayable_path(item.path))
     return count

@@ -1,0 +1,387 @@
+"""Files: unique names, tag writes a kill cannot tear, and what a killed write leaves.
+
+The untearable tag write
+------------------------
+mutagen writes tags in place. A tag that fits the file's padding is one small
+write over the old tag; one that does not makes mutagen shift the whole audio
+payload inside the same file (``insert_bytes``/``resize_bytes``), and a
+process killed in that window leaves a file that no longer decodes to the
+same samples. ``write_tags`` keeps beets' ``Item.write`` (its ``write`` and
+``after_write`` events, mediafile's field mapping) and changes only where the
+bytes go:
+
+* fits in the padding: written in place, as beets would (same inode, one write);
+* needs a resize, or the format cannot tell before it writes: the file is
+  copied beside itself under a hidden name (``.<name>.unmarked-<8 hex>.tmp``;
+  a reflink where the filesystem can, else a copy keeping the mode, and the
+  owner when root), the tags go into the copy, the copy is flushed to disk and
+  ``os.replace``-d over the original. A kill at any instant leaves either the
+  old file or the new one, plus at worst a stale temp file that the journal's
+  repair removes (``remove_stale_temps``).
+
+How "fits" is known without re-implementing mediafile: every mutagen writer
+listed below asks ``PaddingInfo._get_padding`` how much padding to leave
+*before it writes a byte*; ``PaddingInfo.padding < 0`` means the new tag is
+larger than the room it has. While a write tries the in-place route, a hook on
+that method answers "keep exactly the padding there is" when it fits (so the
+file keeps its size: mutagen's default would shrink padding above ~10 KiB,
+which is a resize too) and raises ``_NeedsResize`` when it does not; nothing
+has been written yet, so the copy route starts from the untouched file.
+The hooks are installed once and do nothing outside ``write_tags`` (a context
+variable says which file this thread is writing).
+
+Checked in mutagen 1.48's source (tests/test_files.py pins the behaviour):
+
+* ID3 in MP3 (``id3/_file.py`` ``ID3.save``): ``_prepare_data`` consults
+  PaddingInfo, then ``insert_bytes``/``delete_bytes``, then writes; the ID3v1
+  update that follows rewrites the last 128 bytes in place.
+* ID3 in AIFF and WAVE (``_iff.py`` ``IffID3.save``, ``wave.py``
+  ``_WaveID3.save``): ``_prepare_data`` comes before ``chunk.resize`` - but a
+  file without an ID3 chunk gets one inserted (``insert_chunk``) *before* the
+  padding question, so those take the copy route.
+* FLAC (``flac.py`` ``FLAC._save``): ``MetadataBlock._writeblocks`` consults
+  PaddingInfo, then ``resize_bytes``, then writes. Padding blocks are capped at
+  16 MiB, so more padding than that is treated as "does not fit".
+* Ogg Vorbis and Opus (``oggvorbis.py``/``oggopus.py`` ``_inject``): padding is
+  decided, then ``OggPage.replace`` rewrites pages, resizing only if a page
+  changed size (it cannot when the comment packet keeps its length). An Opus
+  file whose comment packet carries extra data (``_pad_data``) never consults
+  PaddingInfo: copy route.
+* MP4/M4A (``mp4/__init__.py`` ``__save_existing``/``__save_new``): padding
+  decided before ``resize_bytes``/``insert_bytes``.
+
+Every other format mediafile writes takes the copy route: the APEv2-based
+ones (Monkey's Audio, WavPack, Musepack) never consult PaddingInfo; ASF and
+DSF do, but DSF may rewrite its header before the question and ASF's padding
+accounting is not covered by a test here.
+
+Costs and limits: the copy route reads and writes the whole file once (a
+reflink makes it nearly free) and flushes it (``fdatasync``) before the
+rename, so a power cut cannot swap in an unwritten file; after it the file has
+mutagen's default padding, so the next write fits in place. A replaced file is
+a new inode: another hard link to the old one keeps the old tags, and extended
+attributes or ACLs are not copied. A symlinked item has its target replaced,
+the link stays. A ``write`` listener that saves the file through mediafile
+takes the same route; one that edits it with mutagen directly (scrub's
+tag removal) is outside this guarantee.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import glob
+import os
+import secrets
+import stat
+import threading
+from contextlib import suppress
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
+
+import beets
+from beets import util
+from mediafile import MediaFile, UnreadableFileError
+from mutagen import PaddingInfo
+from mutagen._util import FileThing
+
+if TYPE_CHECKING:
+    from beets.library import Item
+
+# --- unique names -------------------------------------------------------------
+
+
+def unique_destination(dest: bytes, taken: set[bytes]) -> bytes:
+    """beets' ``util.unique_path``, also steering clear of paths promised earlier
+    in this batch (two items with the same destination, neither moved yet)."""
+    candidate = util.unique_path(dest)
+    base, ext = os.path.splitext(dest)
+    number = 0
+    while candidate in taken:
+        number += 1
+        candidate = util.unique_path(base + b".%d" % number + ext)
+    return candidate
+
+
+# --- the untearable tag write ----------------------------------------------------
+
+TEMP_MARK = b".unmarked-"
+TEMP_SUFFIX = b".tmp"
+_RANDOM_CHARS = 8  # secrets.token_hex(4)
+_NAME_MAX = 255  # bytes in one file name on every filesystem we expect
+_STEM_MAX = _NAME_MAX - 1 - len(TEMP_MARK) - _RANDOM_CHARS - len(TEMP_SUFFIX)
+_FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+_KEEP_AT_MOST = (1 << 24) - 1  # the largest padding every format above can keep as is (FLAC's block limit)
+# errnos meaning "this filesystem or kernel cannot do that", not "it went wrong"
+_UNSUPPORTED = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EBADF}
+
+Route = Literal["in place", "replaced"]
+
+
+class _NeedsResize(BaseException):
+    """Raised by the padding hook before mutagen writes anything.
+
+    A BaseException so that no ``except Exception`` on the way up (mutagen's
+    error conversion, mediafile's ``mutagen_call``) rewraps it; it never leaves
+    this module.
+    """
+
+
+@dataclass
+class _Write:
+    """The tag write this context is doing (set by ``write_tags``)."""
+
+    path: bytes  # the file, as MediaFile names it (fs-encoded)
+    trying_in_place: bool = False
+    route: Route = "in place"
+
+
+_CURRENT: ContextVar[_Write | None] = ContextVar("unmarked_tag_write", default=None)
+_install_lock = threading.Lock()
+_originals: dict[str, Any] = {}
+
+
+def write_tags(item: Item) -> Route:
+    """``Item.write()`` that a kill cannot tear; returns the route it took.
+
+    Errors are beets' own: ``ReadError``/``WriteError`` naming the item's file
+    (a missing file is a ``ReadError``). When the copy cannot be made (disk
+    full, directory not writable) the error says so and the file is unchanged.
+    """
+    _install()
+    write = _Write(os.fsencode(util.syspath(item.path)))
+    token = _CURRENT.set(write)
+    try:
+        item.write()
+    finally:
+        _CURRENT.reset(token)
+    return write.route
+
+
+def _install() -> None:
+    """Wrap ``PaddingInfo._get_padding`` and ``MediaFile.save``, once per process."""
+    if _originals:
+        return
+    with _install_lock:
+        if _originals:
+            return
+        _originals["padding"] = PaddingInfo._get_padding
+        _originals["save"] = MediaFile.save
+        PaddingInfo._get_padding = _get_padding  # type: ignore[method-assign]
+        MediaFile.save = _save  # type: ignore[method-assign]
+
+
+def _get_padding(info: PaddingInfo, user_func: Any) -> int:
+    write = _CURRENT.get()
+    if write is None or not write.trying_in_place:
+        return _originals["padding"](info, user_func)
+    if 0 <= info.padding <= _KEEP_AT_MOST:
+        return info.padding  # the same room as before: the file keeps its size
+    raise _NeedsResize
+
+
+def _save(mf: MediaFile, **kwargs: Any) -> None:
+    """``MediaFile.save``: in place if it fits, else through a copy. Only for
+    the file ``write_tags`` is writing (also when a ``write`` listener saves it
+    through mediafile); any other save is mediafile's own."""
+    save = _originals["save"]
+    write = _CURRENT.get()
+    if write is None or os.fsencode(mf.filename) != write.path:
+        return save(mf, **kwargs)
+    if _decides_before_writing(mf.mgfile):
+        write.trying_in_place = True
+        try:
+            return save(mf, **kwargs)
+        except _NeedsResize:
+            pass  # nothing was written
+        finally:
+            write.trying_in_place = False
+    write.route = "replaced"
+    _save_through_copy(mf, save, kwargs)
+    return None
+
+
+def _decides_before_writing(mgfile: Any) -> bool:
+    """Whether this file's mutagen writer asks PaddingInfo before any write
+    (see the module docstring for where each was checked)."""
+    always, opus, id3_chunk = _checked_kinds()
+    kind = type(mgfile)
+    if kind in always:
+        return True
+    if kind is opus:  # unless its comment packet carries extra data
+        return not getattr(mgfile.tags, "_pad_data", b"unknown")
+    if kind in id3_chunk:  # tags read from an ID3 chunk (without one, mutagen inserts it first)
+        return getattr(mgfile.tags, "_header", None) is not None
+    return False
+
+
+@cache
+def _checked_kinds() -> tuple[tuple[type, ...], type, tuple[type, ...]]:
+    from mutagen.aiff import AIFF
+    from mutagen.flac import FLAC
+    from mutagen.mp3 import MP3
+    from mutagen.mp4 import MP4
+    from mutagen.oggopus import OggOpus
+    from mutagen.oggvorbis import OggVorbis
+    from mutagen.wave import WAVE
+
+    return (MP3, FLAC, OggVorbis, MP4), OggOpus, (AIFF, WAVE)
+
+
+def _save_through_copy(mf: MediaFile, save: Any, kwargs: dict[str, Any]) -> None:
+    name = mf.filename
+    target = os.path.realpath(os.fsencode(name))  # a symlink stays; its target is replaced
+    try:
+        temp = _temp_copy(target)
+    except OSError as exc:
+        raise UnreadableFileError(name, f"cannot make a copy to write the tags to "
+                                        f"({exc.strerror or exc}); the file is unchanged") from exc
+    shown = os.fsdecode(temp)
+    try:
+        kept, mf.filething = mf.filething, FileThing(None, shown, shown)
+        try:
+            save(mf, **kwargs)
+        finally:
+            mf.filething = kept
+        _flush(temp)
+        os.replace(temp, target)
+    except BaseException as exc:
+        with suppress(OSError):
+            os.remove(temp)
+        if isinstance(exc, UnreadableFileError):  # name the user's file, not the temp
+            message = str(exc.args[0]).replace(shown, name)
+            raise UnreadableFileError(name, f"{message}; the file is unchanged") from exc
+        if isinstance(exc, OSError):
+            raise UnreadableFileError(name, f"{exc.strerror or exc}; the file is unchanged") from exc
+        raise
+
+
+def _temp_copy(target: bytes) -> bytes:
+    """A copy of ``target`` beside it under a hidden temp name: same mode (and
+    owner when root), data reflinked where the filesystem can."""
+    directory, name = os.path.split(target)
+    # Opened for writing on purpose: a file we could not write in place
+    # (read-only, immutable, read-only mount) is not rewritten through a copy.
+    with open(target, "r+b") as src:
+        info = os.fstat(src.fileno())
+        fd, temp = _create_temp(directory, name)
+        try:
+            try:
+                _keep_owner_and_mode(fd, info)
+                _clone_or_copy(src.fileno(), fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            with suppress(OSError):
+                os.remove(temp)
+            raise
+    return temp
+
+
+def _create_temp(directory: bytes, name: bytes) -> tuple[int, bytes]:
+    for _ in range(100):
+        temp = os.path.join(directory, _temp_prefix(name) + secrets.token_hex(4).encode() + TEMP_SUFFIX)
+        try:
+            return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), temp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", os.fsdecode(directory))
+
+
+def _temp_prefix(name: bytes) -> bytes:
+    """``.<name>.unmarked-``, the name cut so the whole fits in 255 bytes."""
+    return b"." + name[:_STEM_MAX] + TEMP_MARK
+
+
+def _keep_owner_and_mode(fd: int, info: os.stat_result) -> None:
+    if os.geteuid() == 0:
+        os.fchown(fd, info.st_uid, info.st_gid)
+    elif info.st_gid != os.getegid():
+        with suppress(PermissionError):  # allowed only for a group we are in
+            os.fchown(fd, -1, info.st_gid)
+    os.fchmod(fd, stat.S_IMODE(info.st_mode))  # after chown, which clears set-id bits
+
+
+def _clone_or_copy(src: int, dst: int) -> None:
+    try:
+        fcntl.ioctl(dst, _FICLONE, src)
+        return
+    except OSError as exc:
+        if exc.errno not in _UNSUPPORTED:
+            raise
+    copied = 0
+    try:
+        while chunk := os.copy_file_range(src, dst, 1 << 30):
+            copied += chunk
+        return
+    except OSError as exc:
+        if exc.errno not in _UNSUPPORTED or copied:
+            raise
+    while data := os.read(src, 1 << 20):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(dst, view):]
+
+
+def _flush(path: bytes) -> None:
+    """Put the copy's data on disk before it replaces the original."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """ENOSPC anywhere in the chain (beets wraps mediafile, which wraps OSError)."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return True
+        todo += [getattr(current, "reason", None), current.__cause__, current.__context__,
+                 *[a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]]
+    return False
+
+
+# --- what a killed process leaves --------------------------------------------------
+
+
+def stale_temps(path: bytes) -> list[bytes]:
+    """Temp files a killed ``write_tags`` of ``path`` left beside it (or beside
+    its symlink's target)."""
+    found: list[bytes] = []
+    for place in dict.fromkeys([path, os.path.realpath(path)]):
+        directory, name = os.path.split(place)
+        pattern = glob.escape(_temp_prefix(name)) + b"?" * _RANDOM_CHARS + TEMP_SUFFIX
+        found += glob.glob(os.path.join(glob.escape(directory), pattern))
+    return sorted(set(found))
+
+
+def remove_stale_temps(path: bytes) -> list[bytes]:
+    """Delete what ``stale_temps`` finds; return what was deleted."""
+    removed = []
+    for temp in stale_temps(path):
+        with suppress(FileNotFoundError):
+            os.remove(temp)
+            removed.append(temp)
+    return removed
+
+
+def remove_partial_copies(dst: bytes) -> list[bytes]:
+    """Delete the temp files ``util.move`` leaves when killed mid-copy across devices."""
+    prefix = os.fsencode(beets.config["tempfile_prefix"].get() or ".")
+    directory, name = os.path.split(dst)
+    pattern = os.path.join(glob.escape(directory), glob.escape(prefix + name) + b".*.beets")
+    removed = []
+    for leftover in glob.glob(pattern):
+        with suppress(FileNotFoundError):
+            os.remove(leftover)
+            removed.append(leftover)
+    return removed
