@@ -1,0 +1,331 @@
+"""The untearable tag write and the journal repair, on real files and real `beet` runs.
+
+In place when the tag fits its padding (same inode, same size), through a
+copy that replaces the file when it does not (new inode, same samples); a
+full disk or an interrupt leaves the file as it was and no temp file behind;
+a journal entry that cannot be repaired is reported once and set aside, and
+paths with braces are logged as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mediafile
+import pytest
+from beets.library import Item, WriteError
+
+from beetsplug.unmarked.files import _create_temp, remove_stale_temps, stale_temps, write_tags
+from beetsplug.unmarked.jobs import JobStore, Move, store_path
+
+from .consistency import consistent
+from .fulltracks import base_track, full_track, samples_hash
+from .libenv import BEET, LibraryEnv, audio_files, read_only
+from .test_untearable import newest_job, temps
+
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="mounting a size-limited tmpfs needs root (CI runs as root)")
+
+
+def add(env: LibraryEnv, path: Path) -> Item:
+    item = Item.from_path(str(path))
+    env.lib.add(item)
+    return item
+
+
+def title_in_file(path: Path) -> str:
+    return mediafile.MediaFile(str(path)).title
+
+
+# --- which route ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", ["flac", "ogg", "mp3", "opus", "wav", "aiff"])
+def test_a_tag_that_fits_is_written_in_place_one_that_grows_through_a_copy(env: LibraryEnv, ext: str) -> None:
+    path = full_track(env.lib_path / f"song.{ext}", {"title": "Song ft Guest", "artist": "A"}, padding=0, seconds=5)
+    item = add(env, path)
+    samples, first = samples_hash(path), path.stat()
+
+    item.title = "Song featuring Guest, a title that no longer fits"
+    assert write_tags(item) == "replaced"
+    grown = path.stat()
+    assert grown.st_ino != first.st_ino and grown.st_size > first.st_size
+    assert title_in_file(path) == item.title and samples_hash(path) == samples
+    assert item.mtime == item.current_mtime(), "Item.write's own bookkeeping, for the replaced file too"
+
+    for title in ("Song feat. Guest", "Song featuring Guest, a bit longer than before"):  # shorter, then longer
+        item.title = title
+        assert write_tags(item) == "in place", "the copy left mutagen's default padding: room to grow"
+        now = path.stat()
+        assert (now.st_ino, now.st_size) == (grown.st_ino, grown.st_size)
+        assert title_in_file(path) == title and samples_hash(path) == samples
+    assert temps(env.lib_path) == []
+
+
+@pytest.mark.parametrize("ext", ["wav", "aiff"])
+def test_a_file_without_an_id3_chunk_is_written_through_a_copy(env: LibraryEnv, ext: str) -> None:
+    """mutagen inserts the chunk before it asks about padding: never in place."""
+    path = env.lib_path / f"bare.{ext}"
+    shutil.copyfile(base_track(ext, 3), path)  # as the encoder wrote it: no tags at all
+    item = add(env, path)
+    inode, samples = path.stat().st_ino, samples_hash(path)
+    item.title = "Now Tagged"
+    assert write_tags(item) == "replaced"
+    assert path.stat().st_ino != inode and samples_hash(path) == samples and title_in_file(path) == "Now Tagged"
+
+
+def test_plenty_of_padding_is_kept_not_shrunk(env: LibraryEnv) -> None:
+    """mutagen's default would cut padding above ~10 KiB down (a resize that
+    moves the audio); in place keeps it as it is."""
+    path = full_track(env.lib_path / "roomy.flac", {"title": "T"}, padding=200_000, seconds=5)
+    item = add(env, path)
+    before = path.stat()
+    item.title = "A Longer Title"
+    assert write_tags(item) == "in place"
+    assert (path.stat().st_ino, path.stat().st_size) == (before.st_ino, before.st_size)
+
+
+def test_a_symlinked_file_is_replaced_behind_its_link(env: LibraryEnv) -> None:
+    real = full_track(env.temp_path / "elsewhere" / "real.ogg", {"title": "T"}, padding=0, seconds=5)
+    link = env.lib_path / "link.ogg"
+    link.symlink_to(real)
+    item = add(env, link)
+    inode = real.stat().st_ino
+    item.title = "A Title That Needs Room"
+    assert write_tags(item) == "replaced"
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.stat().st_ino != inode and title_in_file(real) == item.title
+    assert temps(env.lib_path) == [] and temps(real.parent) == []
+
+
+def test_the_copy_keeps_mode_and_owner(env: LibraryEnv) -> None:
+    path = full_track(env.lib_path / "owned.mp3", {"title": "T"}, padding=0, seconds=5)
+    os.chmod(path, 0o640)
+    if ROOT:
+        os.chown(path, 65534, 65534)
+    item = add(env, path)
+    before = path.stat()
+    item.title = "A Title That Needs Room"
+    assert write_tags(item) == "replaced"
+    after = path.stat()
+    assert stat.S_IMODE(after.st_mode) == 0o640
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
+
+
+def test_a_read_only_file_is_not_rewritten_through_a_copy(env: LibraryEnv) -> None:
+    path = full_track(env.lib_path / "locked.flac", {"title": "T"}, padding=0, seconds=5)
+    item = add(env, path)
+    data = path.read_bytes()
+    item.title = "A Title That Needs Room"
+    with read_only(path), pytest.raises(WriteError) as raised:
+        write_tags(item)
+    assert str(path) in str(raised.value)
+    assert path.read_bytes() == data and temps(env.lib_path) == []
+
+
+def test_a_file_name_near_the_limit_gets_a_temp_name_that_fits(env: LibraryEnv) -> None:
+    path = full_track(env.lib_path / ("n" * 245 + ".flac"), {"title": "T"}, padding=0, seconds=5)
+    item = add(env, path)
+    item.title = "A Title That Needs Room"
+    assert write_tags(item) == "replaced" and temps(env.lib_path) == []
+    # What a write killed mid-copy leaves: found and removed by the repair helper.
+    fd, leftover = _create_temp(os.fsencode(env.lib_path), os.fsencode(path.name))
+    os.close(fd)
+    assert len(os.path.basename(leftover)) <= 255
+    assert stale_temps(os.fsencode(path)) == [leftover]
+    assert remove_stale_temps(os.fsencode(path)) == [leftover] and temps(env.lib_path) == []
+
+
+# --- a full disk ------------------------------------------------------------------
+
+
+@pytest.fixture
+def disk(env: LibraryEnv) -> Iterator[Path]:
+    """A 16 MiB tmpfs inside the test's directory."""
+    mount = env.temp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def free_bytes(path: Path) -> int:
+    info = os.statvfs(path)
+    return info.f_bavail * info.f_frsize
+
+
+@needs_root
+def test_no_room_for_the_copy(env: LibraryEnv, disk: Path) -> None:
+    """Two 6.5 MB tracks on a 16 MiB disk: no room for a copy of either."""
+    items = [add(env, full_track(disk / f"t{n}.flac", {"title": f"Song {n} ft Guest"}, padding=0)) for n in range(2)]
+    before = {f: f.read_bytes() for f in audio_files(disk)}
+    assert free_bytes(disk) < min(len(b) for b in before.values())
+    env.configure(unmarked={"feat_format": "featuring"})
+
+    result = env.beet("normalize-unmarked", check=False)
+
+    assert result.returncode == 1
+    reported = [line for line in result.stderr.splitlines() if line.startswith("unmarked: error writing")]
+    assert len(reported) == 2 and all("No space left on device" in line and "unchanged" in line for line in reported)
+    assert all(".unmarked-" not in line for line in reported), "the user's file is named, not the temp"
+    assert {f: f.read_bytes() for f in audio_files(disk)} == before and temps(disk) == []
+    subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+    env.beet("normalize-unmarked")
+    assert [title_in_file(env.item(i.id).filepath) for i in items] == ["Song 0 featuring Guest", "Song 1 featuring Guest"]
+
+
+@needs_root
+def test_disk_fills_while_the_tags_go_into_the_copy(env: LibraryEnv, disk: Path) -> None:
+    """Room for the copy, not for the bigger tag: the copy goes, the file stays."""
+    path = full_track(disk / "t.flac", {"title": "Song ft Guest"}, padding=0)
+    item = add(env, path)
+    data = path.read_bytes()
+    page = os.statvfs(disk).f_frsize
+    copy_needs = -(-len(data) // page) * page
+    with open(disk / "filler", "wb") as filler:
+        filler.write(b"\0" * (free_bytes(disk) - copy_needs))
+    assert free_bytes(disk) == copy_needs
+
+    item.title = "Song featuring Guest"
+    with pytest.raises(WriteError) as raised:
+        write_tags(item)
+
+    message = str(raised.value)
+    assert str(path) in message and "No space left on device" in message and ".unmarked-" not in message
+    assert path.read_bytes() == data and temps(disk) == []
+
+
+# --- interrupted and killed runs ---------------------------------------------------
+
+
+def start(env: LibraryEnv, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([BEET, *args], env={**os.environ, "BEETSDIR": str(env.temp_path)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_ctrl_c_during_a_copy_write_leaves_no_temp_file(env: LibraryEnv) -> None:
+    """SIGINT the moment a temp file exists: the KeyboardInterrupt that follows
+    removes it on its way out (no repair needed)."""
+    for n in range(24):
+        add(env, full_track(env.lib_path / f"{n:02d}.flac", {"title": f"Song {n} ft Guest"}, padding=0))
+    env.configure(unmarked={"feat_format": "featuring"})
+    caught = 0
+    for _ in range(4):
+        proc = start(env, "normalize-unmarked")
+        seen: list[Path] = []
+        while proc.poll() is None and not seen:
+            seen = temps(env.lib_path)
+        proc.send_signal(signal.SIGINT)
+        caught += any(t.exists() for t in seen)  # still there after the signal went out
+        proc.communicate(timeout=60)
+        assert temps(env.lib_path) == [], "a temp file outlived the interrupt"
+        if caught >= 2:
+            break
+        env.beet("unmark", "--all")
+    assert caught >= 1, "no interrupt landed while a copy was being written"
+    assert all(samples_hash(f) == samples_hash(audio_files(env.lib_path)[0]) for f in audio_files(env.lib_path))
+
+
+def kill_with_pending(env: LibraryEnv, op: str = "normalize-unmarked", kind: str = "tags") -> list[Move]:
+    """SIGKILL ``beet OP`` once it has begun three tag writes (``kind="tags"``)
+    or moves (``"item"``) before its first commit; return what the journal holds."""
+    store = JobStore(store_path(env.lib))
+    before = newest_job(store)
+    proc = start(env, op)
+    pending: list[Move] = []
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and len(pending) < 3 and time.monotonic() < deadline:
+        pending = [m for m in store.pending_moves() if m.kind == kind and m.job > before]
+        time.sleep(0.002)
+    proc.kill()
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    return [m for m in store.pending_moves() if m.kind == kind]
+
+
+def braced_tracks(env: LibraryEnv, count: int) -> list[Item]:
+    where = env.lib_path / "{Live} at {0}"
+    return [add(env, full_track(where / f"Track {{{n}}} {{Live}}.flac", {"title": f"Song {n} ft Guest"},
+                                padding=0, seconds=5)) for n in range(count)]
+
+
+def test_repair_sets_aside_a_file_that_is_gone_and_logs_braces_as_they_are(env: LibraryEnv) -> None:
+    """issue 9 case 4 and issue 10 case 7: the file of an item with a pending
+    tag write is deleted after a kill; every path has braces in it."""
+    items = braced_tracks(env, 30)
+    env.configure(unmarked={"feat_format": "featuring", "batch_seconds": 30})  # nothing committed before the kill
+    pending = sorted({m.entity for m in kill_with_pending(env)})
+    assert len(pending) >= 3
+    gone = env.item(pending[0])
+    os.remove(gone.path)
+
+    second = env.beet("normalize-unmarked", check=False)
+
+    assert "Traceback" not in second.stderr
+    report = [line for line in second.stderr.splitlines() if "set aside" in line]
+    assert len(report) == 1, second.stderr
+    assert report[0].startswith(f"unmarked: item {gone.id}: restoring the tags")
+    assert os.fsdecode(gone.path) in report[0] and "No such file" in report[0]
+    for other in pending[1:]:
+        path = os.fsdecode(env.item(other).path)
+        assert f"item {other}: tags written before an interrupted run ended were not recorded; {path}" in second.stderr
+    assert f"{len(items)} processed, {len(items) - 1} succeeded, 1 failed" in second.stdout
+    assert JobStore(store_path(env.lib)).pending_moves() == []
+
+    third = env.beet("normalize-unmarked", check=False)
+    assert "set aside" not in third.stderr and "interrupted run" not in third.stderr, "reported once"
+    env.item(gone.id).remove()
+    assert temps(env.lib_path) == []
+    consistent(env, env.lib_path)
+
+
+def test_repair_sets_aside_a_move_it_cannot_finish(env: LibraryEnv) -> None:
+    """A cross-device move killed after its copy, before removing the source,
+    in a directory that has become unwritable: reported and set aside, the run goes on."""
+    braced_tracks(env, 6)
+    stuck = add(env, full_track(env.lib_path / "{Stuck}" / "{0}.flac", {"title": "Stuck ft Guest"}, seconds=5))
+    env.configure(unmarked={"feat_format": "featuring", "batch_seconds": 30})
+    assert stuck.id not in [m.entity for m in kill_with_pending(env)]  # a dead job, as the journal knows it
+    store = JobStore(store_path(env.lib))
+    dst = env.lib_path / "Singles" / "{Main} - Copied {Live}.flac"
+    dst.parent.mkdir(parents=True)
+    dst.write_bytes(Path(os.fsdecode(stuck.path)).read_bytes())
+    store.intend(newest_job(store), "item", stuck.id, stuck.path, os.fsencode(dst))
+
+    with read_only(Path(os.fsdecode(stuck.path)).parent):
+        second = env.beet("normalize-unmarked", check=False)
+
+    assert "Traceback" not in second.stderr
+    report = [line for line in second.stderr.splitlines() if "set aside" in line]
+    assert len(report) == 1, second.stderr
+    assert f"item {stuck.id}: the path repair" in report[0] and os.fsdecode(stuck.path) in report[0]
+    assert "Operation not permitted" in report[0] or "Permission denied" in report[0]
+    assert store.pending_moves() == []
+    assert env.item(stuck.id).path == stuck.path, "not repaired: the item stays with its file"
+
+
+def test_path_repairs_log_braces_as_they_are(env: LibraryEnv) -> None:
+    """issue 10 case 7 for the path repair: destinations with braces."""
+    for n in range(12):
+        add(env, full_track(env.lib_path / "in" / f"{n}.flac", {"title": f"Song {{{n}}} ft Guest", "artist": "{Main}"},
+                            padding=0, seconds=5))
+    env.configure(unmarked={"feat_format": "featuring", "batch_seconds": 30})
+    moved = [m for m in kill_with_pending(env, "process-unmarked", kind="item") if os.path.exists(m.dst)]
+    assert moved and all(b"{" in m.dst for m in moved)
+
+    second = env.beet("process-unmarked")
+
+    assert "Logging error" not in second.stderr and "Traceback" not in second.stderr
+    for move in moved:
+        assert f"item {move.entity}: moved to {os.fsdecode(move.dst)} but not recorded; path repaired" in second.stderr
+    assert temps(env.lib_path) == []
+    consistent(env, env.lib_path)
