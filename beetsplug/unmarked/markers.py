@@ -5,7 +5,10 @@ epoch time of the last completed operation. beets evaluates any query on a
 flexible attribute in Python over every row, so ``UnmarkedQuery`` answers in
 SQL (``NOT EXISTS`` on ``item_attributes``) and keeps combined queries fast.
 Batch writes are single statements in one ``atomic()`` transaction: one
-commit (a handful of fsyncs) for any number of items.
+commit (a handful of fsyncs) for any number of items. They go around beets'
+models, so they send beets' ``database_change`` themselves, once per batch
+(``_announce``), for plugins that follow library changes (mpdupdate,
+smartplaylist, ...).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from beets import plugins
 from beets.dbcore import types
 from beets.dbcore.query import FieldQuery, InvalidQueryArgumentValueError
 
@@ -101,6 +105,7 @@ def set_markers(
                 [(item_id, field, value) for item_id in ids],
             )
             counts[field] = _total_changes(tx) - before
+    _announce(lib, ids, counts)
     return counts
 
 
@@ -119,4 +124,22 @@ def clear_markers(lib: Library, item_ids: Iterable[int], fields: Sequence[str]) 
                 [(item_id, field) for item_id in ids],
             )
             counts[field] = _total_changes(tx) - before
+    _announce(lib, ids, counts)
     return counts
+
+
+def _announce(lib: Library, ids: Sequence[int], counts: dict[str, int]) -> None:
+    """Send ``database_change`` once for a batch that changed something.
+
+    beets sends it per stored model; listeners take a ``model``, so the
+    batch's first item stands for the batch (mpdupdate and the other
+    ``*update`` plugins only note that something changed; smartplaylist
+    checks that one item against its playlists' queries).
+    """
+    if not any(counts.values()):
+        return
+    for item_id in ids:  # unknown ids are ignored: the first one that exists
+        item = lib.get_item(item_id)
+        if item is not None:
+            plugins.send("database_change", lib=lib, model=item)
+            return
