@@ -1,0 +1,455 @@
+"""Files and library agree at every exit; other writers' changes survive (issue 10, cases 2-6).
+
+Real files and real `beet` processes: Ctrl-C (SIGINT) across filesystems, a
+library locked past every retry, `beet modify -w` from another process in the
+middle of a run, rename then normalize, and `database_change` on mark/unmark.
+The fencing guard, a failing journal and resuming are driven in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import beets.context
+import pytest
+from beets import logging
+from beets.library import Item
+from mediafile import MediaFile
+
+from beetsplug.unmarked.engine import Engine, ItemResult, Journal, Settings, Summary
+from beetsplug.unmarked.errors import ClaimLost, StoreError
+from beetsplug.unmarked.jobs import JobStore, store_path
+from beetsplug.unmarked.normalize import Rules
+from beetsplug.unmarked.operations import OPERATIONS
+
+from .audio import MESSY_TRACKS, read_tags, write_tags
+from .consistency import consistent
+from .libenv import BEET, LibraryEnv, audio_files, read_only
+
+SHM = Path("/dev/shm")
+
+# --- helpers -------------------------------------------------------------------
+
+
+@cache
+def noise_flac(seconds: int = 8) -> Path:
+    """A FLAC of stereo noise (~1.4 MB for 8 s): a cross-device copy takes a
+    while, so a signal can land in the middle of one."""
+    import numpy as np
+    import soundfile
+
+    noise = np.random.default_rng(seconds).standard_normal((44100 * seconds, 2)) * 0.2
+    path = Path(tempfile.mkdtemp(prefix="unmarked-noise-")) / "noise.flac"
+    soundfile.write(str(path), noise.clip(-1, 1).astype("float32"), 44100, format="FLAC", subtype="PCM_16")
+    return path
+
+
+def add_noise_tracks(env: LibraryEnv, count: int) -> list[int]:
+    ids = []
+    for n in range(count):
+        path = env.incoming / f"{n:03d}.flac"
+        shutil.copyfile(noise_flac(), path)
+        tags = dict(MESSY_TRACKS[n % len(MESSY_TRACKS)])
+        write_tags(path, {**tags, "title": f"{tags['title']} {n}", "tracknumber": str(n + 1)})
+        item = Item.from_path(str(path))
+        env.lib.add(item)
+        ids.append(item.id)
+    return ids
+
+
+def beet_env(env: LibraryEnv, **extra: str) -> dict[str, str]:
+    return {**os.environ, "BEETSDIR": str(env.temp_path), "HOME": str(env.temp_path), **extra}
+
+
+def start(env: LibraryEnv, *args: str, **extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([BEET, *args], env=beet_env(env, **extra), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_until(proc: subprocess.Popen[str], ready: Any, timeout: float = 60) -> bool:
+    """Poll ``ready()`` until true; False if the process ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.002)
+    raise AssertionError("the run never got there")
+
+
+def leftovers(*roots: Path) -> list[Path]:
+    """Hidden temp files: beets' partial cross-device copies and our tag-write copies."""
+    found = []
+    for root in roots:
+        found += [p for p in root.rglob(".*") if p.is_file() and (p.name.endswith(".beets") or ".unmarked-" in p.name)]
+    return found
+
+
+def disagreements(env: LibraryEnv, *roots: Path) -> dict[str, list[Any]]:
+    """Where library and disk disagree right after a run stopped (before any repair)."""
+    items = list(env.lib.items())
+    paths = [item.path for item in items]
+    on_disk = {os.fsencode(p) for p in audio_files(*roots)}
+    found: dict[str, list[Any]] = {
+        "items pointing at missing files": [i.id for i in items if not os.path.exists(i.path)],
+        "files shared by two items": [p for p in set(paths) if paths.count(p) > 1],
+        "orphaned or duplicated files": sorted(on_disk - set(paths)),
+        "partial copies or temp files left": leftovers(*roots),
+        "file tags not the library's": [],
+    }
+    for item in items:
+        if os.path.exists(item.path):
+            if read_tags(Path(os.fsdecode(item.path))).get("title") != [item.title]:
+                found["file tags not the library's"].append(item.id)
+    return {kind: cases for kind, cases in found.items() if cases}
+
+
+def job_summary(env: LibraryEnv) -> dict[str, Any]:
+    return JobStore(store_path(env.lib)).list(1)[0]
+
+
+# --- Ctrl-C across filesystems ----------------------------------------------------
+
+
+@pytest.fixture
+def shm_music() -> Iterator[Path]:
+    if not SHM.is_dir() or os.stat(SHM).st_dev == os.stat(tempfile.gettempdir()).st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the temp dir")
+    music = Path(tempfile.mkdtemp(prefix="unmarked-music-", dir=SHM))
+    yield music
+    shutil.rmtree(music, ignore_errors=True)
+
+
+def on_shm(env: LibraryEnv, music: Path) -> None:
+    """The library's music directory on tmpfs; the incoming files stay on disk."""
+    env.configure(directory=str(music))
+    env.lib.directory = os.fsencode(music)
+    beets.context.set_music_dir(env.lib.directory)  # relative paths expand against it
+
+
+def test_ctrl_c_across_filesystems_leaves_library_and_disk_agreeing(shm_music: Path) -> None:
+    """Moves into the library are copy + delete; SIGINT lands at random
+    instants while moves are pending. After each: every item's file exists,
+    none is doubled, no partial copy is left, file tags are the library's."""
+    rng = random.Random(10)
+    trials, interrupted, bad = 20, 0, {}
+    for trial in range(trials):
+        music = shm_music / f"trial{trial}"
+        music.mkdir()
+        with LibraryEnv() as env:
+            on_shm(env, music)
+            env.configure(unmarked={"batch_seconds": 0.05})
+            ids = add_noise_tracks(env, 24)
+            store = JobStore(store_path(env.lib))
+            proc = start(env, "process-unmarked")
+            target = rng.randrange(20)  # aim at the move of a random item, by what the journal shows
+
+            def reached() -> bool:
+                moving = any(m.kind == "item" and m.entity == ids[target] for m in store.pending_moves())
+                jobs = store.list(1)
+                return moving or bool(jobs and jobs[0]["current"] > target)
+
+            if wait_until(proc, reached):
+                time.sleep(rng.uniform(0, 0.008))
+                proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=120)
+            interrupted += job_summary(env)["status"] == "cancelled"
+            found = disagreements(env, env.incoming, music)
+            if found:
+                bad[trial] = found
+            else:  # the next run finishes the job cleanly
+                env.beet("process-unmarked")
+                consistent(env, env.incoming, music)
+    assert interrupted >= trials // 2, f"only {interrupted} of {trials} runs were interrupted mid-way"
+    assert bad == {}, f"{len(bad)} of {trials} interrupted runs left library and disk disagreeing: {bad}"
+
+
+# --- a library locked past every retry ------------------------------------------------
+
+
+def test_library_locked_past_all_retries_puts_the_batch_back(env: LibraryEnv) -> None:
+    env.configure(timeout=0.2, unmarked={"batch_seconds": 60, "batch_size": 1000})
+    for n in range(120):
+        tags = MESSY_TRACKS[n % len(MESSY_TRACKS)]
+        env.add_track(f"{n:03d}.{['flac', 'ogg', 'mp3'][n % 3]}", {**tags, "title": f"{tags['title']} {n}"})
+    before = {item.id: (item.path, item.title) for item in env.lib.items()}
+    store = JobStore(store_path(env.lib))
+    run = start(env, "process-unmarked")
+    assert wait_until(run, lambda: bool(store.pending_moves())), run.communicate()
+    holder = sqlite3.connect(env.settings["library"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer that outlasts every retry
+    try:
+        out, err = run.communicate(timeout=120)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    assert run.returncode == 1, (out, err)
+    assert "stayed locked by another process past 6 attempts" in err, err
+    assert "the last batch of 120 items was undone on disk (120 files put back); nothing of it was recorded" in err
+    assert "nothing was changed" not in err
+    after = {item.id: (item.path, item.title) for item in env.lib.items()}
+    assert after == before, "the library is as it was"
+    assert disagreements(env, env.incoming, env.lib_path) == {}
+    assert audio_files(env.lib_path) == [], "every file moved back"
+    assert store.pending_moves() == []
+    assert env.beet_ids("unmarked:true") == sorted(before)
+    env.beet("process-unmarked")
+    consistent(env, env.incoming, env.lib_path)
+
+
+# --- another writer's change during a run ----------------------------------------------
+
+PLUGINS = {
+    "slowwrite": '''
+import os, time
+from beets.plugins import BeetsPlugin
+
+class SlowWrite(BeetsPlugin):
+    """Slows every tag write down by $SLOW_WRITE seconds (so a test can act mid-run)."""
+    def __init__(self):
+        super().__init__()
+        self.register_listener("after_write", self.after_write)
+
+    def after_write(self, item, path):
+        time.sleep(float(os.environ.get("SLOW_WRITE", "0")))
+''',
+    "probe": '''
+import os
+from beets.plugins import BeetsPlugin
+
+class Probe(BeetsPlugin):
+    """Appends one line per database_change to $UNMARKED_PROBE."""
+    def __init__(self):
+        super().__init__()
+        self.register_listener("database_change", self.changed)
+
+    def changed(self, lib, model):
+        if os.environ.get("UNMARKED_PROBE"):
+            with open(os.environ["UNMARKED_PROBE"], "a") as out:
+                out.write(f"{type(model).__name__} {model.id}\\n")
+''',
+}
+
+
+def with_test_plugins(env: LibraryEnv, *names: str, **settings: Any) -> None:
+    folder = env.temp_path / "test-plugins"
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        (folder / f"{name}.py").write_text(PLUGINS[name])
+    env.configure(pluginpath=[str(folder)], plugins=["unmarked", *names], **settings)
+
+
+def test_a_change_another_program_commits_mid_run_survives(env: LibraryEnv) -> None:
+    """`beet modify -w` on an item the run has already worked on (its batch
+    not yet committed): neither the library nor the file loses the edit."""
+    with_test_plugins(env, "slowwrite", unmarked={"batch_seconds": 60, "batch_size": 1000})
+    items = [env.add_track(f"{n:02d}.ogg", {"title": f"  Messy   Title {n} ", "artist": "A  B", "comment": "old"})
+             for n in range(40)]
+    target = items[0].id  # done first, committed last
+    store = JobStore(store_path(env.lib))
+    run = start(env, "normalize-unmarked", SLOW_WRITE="0.1")
+    assert wait_until(run, lambda: any(m.entity == target for m in store.pending_moves())), run.communicate()
+    env.beet("modify", "-y", "-w", "title=Edited  by   Hand", "comments=mine", f"id:{target}")
+    assert run.poll() is None, "the edit must land before the run commits, or this test shows nothing"
+    out, err = run.communicate(timeout=120)
+
+    assert run.returncode == 0, err
+    assert "40 succeeded, 0 failed" in out
+    item = env.item(target)
+    file = MediaFile(item.path)
+    assert (item.comments, file.comments) == ("mine", "mine"), "the other program's edit survives"
+    assert item.title == "Edited by Hand", "the user's title, normalized from its new state"
+    assert file.title == item.title, "the file says what the library says"
+    assert item.get("normalized") is not None
+    consistent(env, env.incoming)
+
+
+# --- markers after rename, then normalize ---------------------------------------------
+
+
+def test_rename_then_normalize_leaves_no_renamed_marker_that_lies(env: LibraryEnv) -> None:
+    loose = env.add_tracks((f"loose{i}.ogg", {**tags, "tracknumber": str(i + 1)})
+                           for i, tags in enumerate(MESSY_TRACKS))
+    album_items = env.add_tracks((f"album{i}.flac", {"title": f"Song {i}", "artist": "The  Band",
+                                                      "album": "First  Album ", "tracknumber": str(i + 1)})
+                                 for i in range(3))
+    album = env.lib.add_album(album_items)
+    album.albumartist, album.album = "The  Band", "First  Album "
+    album.store()
+    env.beet("rename-unmarked")
+    assert env.beet_ids("unmarked:rename") == []
+
+    # Normalize one album track only: the album row is normalized, so the
+    # other two tracks' destination changes too, though they are not in the run.
+    result = env.beet("normalize-unmarked", "title:Song 0")
+    assert "1 succeeded" in result.stdout
+    result = env.beet("normalize-unmarked")
+    assert "0 failed" in result.stdout
+    for item in env.lib.items():
+        if item.get("renamed") is not None:
+            assert item.path == item.destination(), f"item {item.id} is marked renamed but not at its destination"
+    stale = env.beet_ids("unmarked:rename")
+    assert set(stale) >= {i.id for i in album_items}, "the album's tracks must be moved again"
+    assert set(stale) & {i.id for i in loose}, "loose tracks whose titles changed must be moved again"
+    env.beet("rename-unmarked")
+    assert env.beet_ids("unmarked:true") == []
+    consistent(env, env.incoming, env.lib_path)
+
+
+# --- database_change from mark / unmark ------------------------------------------------
+
+
+def test_mark_and_unmark_tell_other_plugins(env: LibraryEnv) -> None:
+    with_test_plugins(env, "probe")
+    env.add_tracks((f"t{i}.mp3", tags) for i, tags in enumerate(MESSY_TRACKS))
+    probe = env.temp_path / "probe.log"
+    extra = {"env": {"UNMARKED_PROBE": str(probe)}}
+
+    def heard() -> list[str]:
+        lines = probe.read_text().splitlines() if probe.exists() else []
+        probe.unlink(missing_ok=True)
+        return lines
+
+    env.beet("mark", "--all", **extra)
+    assert len(heard()) == 1, "one database_change for the batch"
+    env.beet("mark", "--all", **extra)
+    assert heard() == [], "nothing changed, nothing sent"
+    env.beet("unmark", "--op", "rename", "artist:Main Artist", **extra)
+    lines = heard()
+    assert len(lines) == 1 and lines[0].startswith("Item ")
+
+
+# --- fencing, a failing journal, resuming (in-process) ----------------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.started: list[int] = []
+        self.results: list[tuple[int, ItemResult]] = []
+        self.summary: Summary | None = None
+
+    def start(self, total: int) -> None:
+        self.started.append(total)
+
+    def items(self, numbered: list[tuple[int, ItemResult]], summary: Summary) -> None:
+        self.results += numbered
+
+    def done(self, summary: Summary) -> None:
+        self.summary = summary
+
+
+class FailingJournal(Journal):
+    """The journal's store becomes unusable after ``good`` intents."""
+
+    def __init__(self, store: JobStore, good: int) -> None:
+        super().__init__(store, 1)
+        self.good = good
+
+    def intend(self, kind: str, entity: int, src: bytes, dst: bytes) -> int:
+        if self.good <= 0:
+            raise StoreError("the job store is unreadable (test)")
+        self.good -= 1
+        return super().intend(kind, entity, src, dst)
+
+
+def engine(env: LibraryEnv, op: str, journal: Journal | None = None, **kwargs: Any) -> Engine:
+    store = JobStore(store_path(env.lib))
+    return Engine(env.lib, OPERATIONS[op], Rules.from_config(env.config["unmarked"]),
+                  Settings(batch_size=200, batch_seconds=60), logging.getLogger("beets.unmarked"),
+                  journal=journal or Journal(store, 1), **kwargs)
+
+
+def untouched(env: LibraryEnv, before: dict[int, tuple[bytes, str]]) -> None:
+    assert {i.id: (i.path, i.title) for i in env.lib.items()} == before, "library as it was"
+    assert disagreements(env, env.incoming, env.lib_path) == {}
+    assert audio_files(env.lib_path) == []
+    assert JobStore(store_path(env.lib)).pending_moves() == []
+    assert env.beet_ids("unmarked:true") == sorted(before)
+
+
+@pytest.mark.parametrize("lost_at", [7, 21], ids=["mid-moves", "at-commit"])
+def test_a_lost_claim_stops_forward_work_and_puts_the_batch_back(env: LibraryEnv, lost_at: int) -> None:
+    ids = [env.add_track(f"t{n:02d}.ogg", {"title": f"Song {n}", "artist": "A"}).id for n in range(20)]
+    before = {i.id: (i.path, i.title) for i in env.lib.items()}
+    calls = 0
+
+    def guard() -> None:  # 20 moves, then the commit: 21 calls in a whole run
+        nonlocal calls
+        calls += 1
+        if calls >= lost_at:
+            raise ClaimLost("another process owns this library now (test)")
+
+    sink = Recorder()
+    summary = engine(env, "rename", guard=guard).run(ids, sink)
+
+    assert calls == lost_at, "nothing more is tried once the claim is lost"
+    assert summary.status == "failed" and sink.summary is summary
+    assert summary.error is not None and summary.error.startswith("another process owns this library now (test)")
+    assert "undone on disk" in summary.error and "nothing of it was recorded" in summary.error
+    untouched(env, before)
+
+
+def test_an_undo_that_cannot_finish_keeps_its_intents_and_says_so(env: LibraryEnv) -> None:
+    """The claim is lost at the commit and the files cannot go back (their old
+    directory became unwritable): the journal keeps those intents, the message
+    says so, and the next run settles them."""
+    ids = [env.add_track(f"t{n:02d}.ogg", {"title": f"Song {n}", "artist": "A"}).id for n in range(6)]
+    calls = 0
+    with ExitStack() as unlock:
+
+        def guard() -> None:  # 6 moves, then the commit
+            nonlocal calls
+            calls += 1
+            if calls == 7:
+                unlock.enter_context(read_only(env.incoming))
+                raise ClaimLost("another process owns this library now (test)")
+
+        summary = engine(env, "rename", guard=guard).run(ids, Recorder())
+    assert summary.status == "failed" and summary.error is not None
+    assert "the last batch of 6 items was undone on disk (0 files put back)" in summary.error
+    assert "6 files could not be put back and stay in the journal for the next run to settle" in summary.error
+    assert len(JobStore(store_path(env.lib)).pending_moves()) == 6
+    env.beet("rename-unmarked")  # repairs first (the files are where the intents say), then renames
+    assert env.beet_ids("unmarked:rename") == []
+    consistent(env, env.incoming, env.lib_path)
+
+
+def test_a_journal_that_fails_ends_the_run_not_the_item(env: LibraryEnv) -> None:
+    ids = [env.add_track(f"t{n:02d}.mp3", {"title": f"  Song {n} ", "artist": "A"}).id for n in range(12)]
+    before = {i.id: (i.path, i.title) for i in env.lib.items()}
+    sink = Recorder()
+    store = JobStore(store_path(env.lib))
+    # two intents per item (tags, move): the fifth item's move finds the store broken
+    summary = engine(env, "process", journal=FailingJournal(store, good=9)).run(ids, sink)
+    assert summary.status == "failed"
+    assert summary.error is not None and summary.error.startswith("the job store is unreadable (test)")
+    assert "the last batch of 5 items was undone on disk" in summary.error
+    assert [r.item_id for _, r in sink.results] == ids[:4], "the run stopped at the fifth item"
+    assert all(not r.success and "not recorded" in (r.error or "") for _, r in sink.results)
+    untouched(env, before)
+
+
+def test_resume_continues_the_counters_without_a_new_start(env: LibraryEnv) -> None:
+    ids = [env.add_track(f"t{n:02d}.ogg", {"title": f"  Song {n} ", "artist": "A"}).id for n in range(6)]
+    earlier = Summary(total=10, current=4, succeeded=3, failed=1,
+                      failures=[ItemResult(999, "/gone.ogg", success=False, error="gone")])
+    sink = Recorder()
+    summary = engine(env, "normalize").run(ids, sink, resume=earlier)
+    assert sink.started == [], "the job's stream has its start already"
+    assert (summary.total, summary.current, summary.succeeded, summary.failed) == (10, 10, 9, 1)
+    assert [n for n, _ in sink.results] == [5, 6, 7, 8, 9, 10]
+    assert summary.status == "completed" and [f.item_id for f in summary.failures] == [999]
