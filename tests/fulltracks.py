@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import struct
 import tempfile
 from functools import cache
 from pathlib import Path
 
 import mutagen
+import numpy as np
 from mutagen.easyid3 import EasyID3
 from mutagen.id3 import ID3NoHeaderError
 
@@ -33,9 +35,10 @@ _FORMATS = {
 @cache
 def base_track(ext: str, seconds: int = SECONDS) -> Path:
     """Encode ``seconds`` of stereo noise once per format and process (then copy it)."""
-    import numpy as np
     import soundfile
 
+    if ext == "m4a":
+        return _mp4(seconds)
     fmt, subtype = _FORMATS[ext]
     rate = 48000 if ext == "opus" else RATE
     noise = np.random.default_rng(seconds).standard_normal((rate * seconds, 2)) * 0.2
@@ -50,9 +53,54 @@ def base_samples(ext: str, seconds: int = SECONDS) -> str:
     return samples_hash(base_track(ext, seconds))
 
 
+def _atom(name: bytes, payload: bytes, version_flags: int | None = None) -> bytes:
+    if version_flags is not None:
+        payload = struct.pack(">I", version_flags) + payload
+    return struct.pack(">I4s", 8 + len(payload), name) + payload
+
+
+def _mp4(seconds: int) -> Path:
+    """An MP4 audio file laid out the way that makes tag growth move the audio
+    (``moov`` before ``mdat``), with ``seconds`` worth of random bytes at
+    ~350 kbit/s as its one chunk. Nothing here encodes AAC or ALAC, so it does
+    not play; what a player would read is the chunk its ``stco`` points at."""
+    payload = np.random.default_rng(seconds).bytes(RATE * seconds)
+
+    def moov(offset: int) -> bytes:
+        mdhd = _atom(b"mdhd", struct.pack(">IIII", 0, 0, RATE, RATE * seconds) + b"\0" * 4, 0)
+        hdlr = _atom(b"hdlr", b"\0" * 4 + b"soun" + b"\0" * 13, 0)
+        stbl = _atom(b"stbl", _atom(b"stsd", struct.pack(">I", 0), 0) + _atom(b"stco", struct.pack(">II", 1, offset), 0))
+        mdia = _atom(b"mdia", mdhd + hdlr + _atom(b"minf", stbl))
+        mvhd = _atom(b"mvhd", struct.pack(">IIII", 0, 0, 1000, 1000 * seconds) + b"\0" * 80, 0)
+        return _atom(b"moov", mvhd + _atom(b"trak", _atom(b"tkhd", b"\0" * 80, 7) + mdia))
+
+    ftyp = _atom(b"ftyp", b"M4A " + struct.pack(">I", 0) + b"M4A mp42isom")
+    offset = len(ftyp) + len(moov(0)) + 8
+    path = Path(tempfile.mkdtemp(prefix="unmarked-full-")) / "noise.m4a"
+    path.write_bytes(ftyp + moov(offset) + _atom(b"mdat", payload))
+    return path
+
+
+def _mp4_chunk(path: Path) -> bytes:
+    """The bytes the ``stco`` of an ``_mp4`` file points at."""
+    from mutagen.mp4 import Atoms
+
+    with open(path, "rb") as f:
+        atoms = Atoms(f)
+        stco = atoms.path(b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stco")[-1]
+        f.seek(stco.offset + 16)
+        (offset,) = struct.unpack(">I", f.read(4))
+        size = atoms[b"mdat"].length - 8
+        f.seek(offset)
+        return f.read(size)
+
+
 def samples_hash(path: Path) -> str:
     """A hash of the decoded audio; raises if the file does not decode."""
     import soundfile
+
+    if path.suffix == ".m4a":
+        return hashlib.sha1(_mp4_chunk(path)).hexdigest()
 
     data, rate = soundfile.read(str(path), dtype="float32")
     return hashlib.sha1(data.tobytes() + str((rate, data.shape)).encode()).hexdigest()
@@ -61,6 +109,14 @@ def samples_hash(path: Path) -> str:
 def tag(path: Path, tags: dict[str, str], padding: int | None = 0) -> None:
     """Tag with mutagen as another tagger would; ``padding=0`` leaves no room to grow."""
     pad = None if padding is None else (lambda info: padding)
+    if path.suffix == ".m4a":
+        audio = mutagen.File(str(path))
+        if audio.tags is None:
+            audio.add_tags()
+        names = {"title": "\xa9nam", "artist": "\xa9ART", "album": "\xa9alb"}
+        audio.tags.update({names[key]: [value] for key, value in tags.items()})
+        audio.save(padding=pad)
+        return
     if path.suffix in (".wav", ".aiff"):  # ID3 in a chunk
         from mutagen.id3 import TALB, TIT2, TPE1
 

@@ -47,7 +47,7 @@ def title_in_file(path: Path) -> str:
 # --- which route ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ext", ["flac", "ogg", "mp3", "opus", "wav", "aiff"])
+@pytest.mark.parametrize("ext", ["flac", "ogg", "mp3", "opus", "wav", "aiff", "m4a"])
 def test_a_tag_that_fits_is_written_in_place_one_that_grows_through_a_copy(env: LibraryEnv, ext: str) -> None:
     path = full_track(env.lib_path / f"song.{ext}", {"title": "Song ft Guest", "artist": "A"}, padding=0, seconds=5)
     item = add(env, path)

@@ -82,7 +82,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 import beets
-from beets import util
+from beets import logging, util
 from mediafile import MediaFile, UnreadableFileError
 from mutagen import PaddingInfo
 from mutagen._util import FileThing
@@ -135,12 +135,17 @@ class _Write:
 
     path: bytes  # the file, as MediaFile names it (fs-encoded)
     trying_in_place: bool = False
+    asked: bool = False  # the padding hook was consulted
     route: Route = "in place"
 
 
 _CURRENT: ContextVar[_Write | None] = ContextVar("unmarked_tag_write", default=None)
 _install_lock = threading.Lock()
 _originals: dict[str, Any] = {}
+# In place is trusted only while mutagen asks PaddingInfo as checked above;
+# if it ever writes without asking, every later write takes the copy route.
+_trust = {"in_place": hasattr(PaddingInfo, "_get_padding")}
+_log = logging.getLogger("beets.unmarked")
 
 
 def write_tags(item: Item) -> Route:
@@ -177,6 +182,7 @@ def _get_padding(info: PaddingInfo, user_func: Any) -> int:
     write = _CURRENT.get()
     if write is None or not write.trying_in_place:
         return _originals["padding"](info, user_func)
+    write.asked = True
     if 0 <= info.padding <= _KEEP_AT_MOST:
         return info.padding  # the same room as before: the file keeps its size
     raise _NeedsResize
@@ -190,12 +196,18 @@ def _save(mf: MediaFile, **kwargs: Any) -> None:
     write = _CURRENT.get()
     if write is None or os.fsencode(mf.filename) != write.path:
         return save(mf, **kwargs)
-    if _decides_before_writing(mf.mgfile):
-        write.trying_in_place = True
+    if _trust["in_place"] and _decides_before_writing(mf.mgfile):
+        write.trying_in_place, write.asked = True, False
         try:
-            return save(mf, **kwargs)
+            save(mf, **kwargs)
         except _NeedsResize:
             pass  # nothing was written
+        else:
+            if not write.asked:  # this mutagen is not the one checked: stop trusting it
+                _trust["in_place"] = False
+                _log.warning("mutagen wrote the tags of {} in place without asking about padding; "
+                             "from now on tags are written through copies", mf.filename)
+            return None
         finally:
             write.trying_in_place = False
     write.route = "replaced"
