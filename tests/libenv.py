@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 from beets.library import Item
-from beets.test.helper import PluginMixin, TestHelper
+
+from beetsplug.unmarked.beets_compat import PluginMixin, TestHelper, refresh_library_config
 
 from .audio import make_track
 
@@ -56,8 +57,7 @@ class LibraryEnv(PluginMixin, TestHelper):
         self.config.set(self.settings)
         self.config_path.write_text(yaml.safe_dump(self.settings, allow_unicode=True))
         # Library caches path formats and replacements at creation.
-        self.lib.__dict__.pop("path_formats", None)
-        self.lib.replacements = self.lib.get_replacements()
+        refresh_library_config(self.lib)
 
     @property
     def config_path(self) -> Path:

@@ -9,23 +9,17 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from beets import ui
-from beets.exceptions import UserError
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import markers
+from .beets_compat import UserError, show_model_changes, show_path_changes
 from .engine import Engine, ItemResult, Summary
-from .events import readable
 from .jobs import JobConflict, describe, how_to_stop
 from .jobs_cli import jobs_command, status_command
 from .operations import OPERATIONS, Operation, get_operation
 from .runner import JobConfig, open_job
 from .selection import parse_query, select_ids, work_query
-
-try:  # beets moved this helper once; if it moves again we lose the pretty diff, not the command
-    from beets.ui.commands.move import show_path_changes
-except ImportError:  # pragma: no cover - depends on the installed beets
-    show_path_changes = None
 
 if TYPE_CHECKING:
     from beets.library import Library
@@ -111,14 +105,11 @@ class TerminalSink:
         if result.after is None or result.before is None:
             return
         if result.changes:
-            ui.show_model_changes(result.after, result.before, fields=list(result.changes))
+            show_model_changes(result.after, result.before, fields=list(result.changes))
         if result.after.path != result.before.path:
             if not result.changes:
                 ui.print_(format(result.before))
-            if show_path_changes is None:
-                ui.print_(f"  -> {readable(result.after.path)}")
-            else:
-                show_path_changes([(result.before.path, result.after.path)])
+            show_path_changes([(result.before.path, result.after.path)])
 
     def done(self, summary: Summary) -> None:
         if self.bar is not None:

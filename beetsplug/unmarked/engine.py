@@ -37,9 +37,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import beets
 from beets import plugins, util
-from beets.library import FileOperationError, Item
+from beets.library import Item
 from beets.util import FilesystemError
 
+from .beets_compat import FileOperationError, dirty_flags, model_from_row, restore_dirty_flags
 from .errors import RunAborted
 from .events import readable
 from .files import unique_destination, write_tags
@@ -316,7 +317,7 @@ class Engine:
         if raw is None:
             return None, None
         fixed, flex = raw
-        return _row(raw), Item(self.lib, fixed_values=fixed, flex_values=flex)
+        return _row(raw), model_from_row(Item, self.lib, fixed, flex)
 
     def _describe(self, exc: Exception, file: str) -> str:
         """beets' file errors already name the path; anything else gets it added."""
@@ -512,15 +513,14 @@ class Engine:
         beets' ``store()`` clears dirty flags as it goes; a rolled-back attempt
         must put them back or the retry would store nothing.
         """
-        dirty = [set(model._dirty) for model in models]
+        dirty = dirty_flags(models)
         for attempt in range(1, self.settings.commit_attempts + 1):
             self.guard()
             try:
                 with atomic(self.lib) as tx:
                     return work(tx)
             except LibraryLockedError:
-                for model, flags in zip(models, dirty):
-                    model._dirty = set(flags)
+                restore_dirty_flags(models, dirty)
                 if attempt == self.settings.commit_attempts:
                     raise
                 self.log.warning("library locked; retrying the commit of {} items ({}/{})",

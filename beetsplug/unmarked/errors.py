@@ -8,7 +8,7 @@ reports the run as failed with this message, and stops.
 
 from __future__ import annotations
 
-from beets.exceptions import UserError
+from .beets_compat import UserError
 
 
 class RunAborted(UserError):

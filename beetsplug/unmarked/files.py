@@ -81,11 +81,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
-import beets
 from beets import logging, util
 from mediafile import MediaFile, UnreadableFileError
 from mutagen import PaddingInfo
 from mutagen._util import FileThing
+
+from .beets_compat import partial_copy_pattern
 
 if TYPE_CHECKING:
     from beets.library import Item
@@ -388,11 +389,8 @@ def remove_stale_temps(path: bytes) -> list[bytes]:
 
 def remove_partial_copies(dst: bytes) -> list[bytes]:
     """Delete the temp files ``util.move`` leaves when killed mid-copy across devices."""
-    prefix = os.fsencode(beets.config["tempfile_prefix"].get() or ".")
-    directory, name = os.path.split(dst)
-    pattern = os.path.join(glob.escape(directory), glob.escape(prefix + name) + b".*.beets")
     removed = []
-    for leftover in glob.glob(pattern):
+    for leftover in glob.glob(partial_copy_pattern(dst)):
         with suppress(FileNotFoundError):
             os.remove(leftover)
             removed.append(leftover)

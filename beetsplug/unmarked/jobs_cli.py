@@ -12,8 +12,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from beets import ui
-from beets.exceptions import UserError
 
+from .beets_compat import UserError
 from .jobs import ACTIVE, store_for
 from .markers import unmarked_query
 from .operations import OPERATIONS

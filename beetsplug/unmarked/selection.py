@@ -14,8 +14,8 @@ from typing import Any
 from beets import dbcore
 from beets.dbcore.query import AndQuery, InvalidQueryArgumentValueError, Query
 from beets.library import Item, Library
-from beets.library.queries import parse_query_parts, parse_query_string
 
+from .beets_compat import item_ids, music_dir, parse_query_parts, parse_query_string
 from .markers import unmarked_query
 from .operations import Operation
 
@@ -26,7 +26,7 @@ def parse_query(lib: Library, query: str | Sequence[str]) -> Query:
     Raises ``dbcore.InvalidQueryError`` with beets' own message when malformed.
     """
     try:
-        with lib.music_dir_context():  # relative path: queries need the root
+        with music_dir(lib):  # relative path: queries need the root
             if isinstance(query, str):
                 parsed, _sort = parse_query_string(query, Item)
             else:
@@ -58,14 +58,7 @@ class IdsQuery(Query):
 
 def select_ids(lib: Library, query: Query) -> list[int]:
     """Ids of the items matching ``query``, in id order."""
-    where, subvals = query.clause()
-    if where is None:  # part of the query only beets can evaluate, in Python
-        return sorted(item.id for item in lib.items(query))
-    joined = query.field_names & Item.other_db_fields
-    source = f"items {Item.relation_join}" if joined else "items"
-    sql = f"SELECT DISTINCT items.id FROM {source} WHERE {where} ORDER BY items.id"
-    with lib.transaction() as tx:
-        return [row[0] for row in tx.query(sql, subvals)]
+    return item_ids(lib, query)
 
 
 def load_items(lib: Library, ids: Sequence[int]) -> dict[int, Item]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from beets.exceptions import UserError
+from .beets_compat import UserError, begin, begin_immediate, commit, library_file, rollback
 
 if TYPE_CHECKING:
     from beets.dbcore.db import Transaction
@@ -36,7 +36,7 @@ def is_locked_error(exc: BaseException) -> bool:
 
 def locked_message(lib: Library) -> str:
     return (
-        f"the library database {lib.path} is locked by another process "
+        f"the library database {library_file(lib)} is locked by another process "
         f"(waited {lib.timeout:g} s, the 'timeout' setting); nothing was "
         "changed, try again when the other writer is done"
     )
@@ -56,10 +56,9 @@ def atomic(lib: Library) -> Iterator[Transaction]:
             _begin_immediate(lib, tx)
             try:
                 yield tx
-                tx.query("COMMIT")
+                commit(tx)
             except BaseException as exc:
-                with suppress(sqlite3.OperationalError):
-                    tx.query("ROLLBACK")
+                rollback(tx)
                 if is_locked_error(exc):
                     raise LibraryLockedError(locked_message(lib)) from exc
                 raise
@@ -70,7 +69,7 @@ def atomic(lib: Library) -> Iterator[Transaction]:
 def _begin_immediate(lib: Library, tx: Transaction) -> None:
     """Take the write lock now, so a busy database fails before any work."""
     try:
-        tx.query("BEGIN IMMEDIATE")
+        begin_immediate(tx)
     except sqlite3.OperationalError as exc:
         if is_locked_error(exc):
             raise LibraryLockedError(locked_message(lib)) from exc
@@ -82,9 +81,8 @@ def rolled_back(lib: Library) -> Iterator[Transaction]:
     """A root transaction that is always rolled back: for ``--pretend``, which
     must see its own album changes while computing paths and keep none."""
     with lib.transaction() as tx:
-        tx.query("BEGIN")
+        begin(tx)
         try:
             yield tx
         finally:
-            with suppress(sqlite3.OperationalError):
-                tx.query("ROLLBACK")
+            rollback(tx)

@@ -17,9 +17,10 @@ if TYPE_CHECKING:
 
 def register(plugin: UnmarkedPlugin) -> None:
     """Attach the blueprint to beets' web app (once per process)."""
-    from beetsplug.web import app
-
+    from ..beets_compat import web_app
     from .api import blueprint, state
+
+    app = web_app()
 
     state.plugin = plugin  # the latest loaded plugin instance supplies config and log
     if blueprint.name not in app.blueprints:
