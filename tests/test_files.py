@@ -22,7 +22,7 @@ import mediafile
 import pytest
 from beets.library import Item, WriteError
 
-from beetsplug.unmarked.files import _create_temp, remove_stale_temps, stale_temps, write_tags
+from beetsplug.unmarked.files import _clone_or_copy, _create_temp, remove_stale_temps, stale_temps, write_tags
 from beetsplug.unmarked.jobs import JobStore, Move, store_path
 
 from .consistency import consistent
@@ -141,6 +141,44 @@ def test_a_file_name_near_the_limit_gets_a_temp_name_that_fits(env: LibraryEnv) 
     assert len(os.path.basename(leftover)) <= 255
     assert stale_temps(os.fsencode(path)) == [leftover]
     assert remove_stale_temps(os.fsencode(path)) == [leftover] and temps(env.lib_path) == []
+
+
+@pytest.fixture
+def btrfs(env: LibraryEnv) -> Iterator[Path]:
+    """A 256 MiB btrfs (a filesystem with reflinks) on a loop device."""
+    image, mount = env.temp_path / "btrfs.img", env.temp_path / "btrfs"
+    with open(image, "wb") as f:
+        f.truncate(256 << 20)
+    mount.mkdir()
+    subprocess.run(["mkfs.btrfs", "-q", str(image)], check=True, capture_output=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.skipif(not ROOT or not shutil.which("mkfs.btrfs") or not shutil.which("filefrag"),
+                    reason="needs root, mkfs.btrfs and filefrag")
+def test_on_btrfs_the_copy_is_a_reflink(env: LibraryEnv, btrfs: Path) -> None:
+    path = full_track(btrfs / "t.flac", {"title": "Song ft Guest"}, padding=0)
+    fd, temp = _create_temp(os.fsencode(btrfs), os.fsencode(path.name))
+    try:
+        with open(path, "rb") as src:
+            _clone_or_copy(src.fileno(), fd)
+    finally:
+        os.close(fd)
+    os.sync()
+    extents = subprocess.run(["filefrag", "-v", os.fsdecode(temp)], capture_output=True, text=True, check=True).stdout
+    assert "shared" in extents, extents
+    assert Path(os.fsdecode(temp)).read_bytes() == path.read_bytes()
+    os.remove(temp)
+
+    item = add(env, path)
+    samples = samples_hash(path)
+    item.title = "Song featuring Guest"
+    assert write_tags(item) == "replaced"
+    assert samples_hash(path) == samples and title_in_file(path) == item.title and temps(btrfs) == []
 
 
 # --- a full disk ------------------------------------------------------------------
