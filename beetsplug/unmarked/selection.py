@@ -8,8 +8,7 @@ works; beets evaluates it the usual way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from beets import dbcore
 from beets.dbcore.query import AndQuery, InvalidQueryArgumentValueError, Query
@@ -17,7 +16,11 @@ from beets.library import Item, Library
 
 from .beets_compat import item_ids, music_dir, parse_query_parts, parse_query_string
 from .markers import unmarked_query
-from .operations import Operation
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .operations import Operation
 
 
 def parse_query(lib: Library, query: str | Sequence[str]) -> Query:

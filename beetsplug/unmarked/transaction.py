@@ -10,13 +10,14 @@ rolls back on any error, leaving beets' own exit with nothing to do.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from .beets_compat import UserError, begin, begin_immediate, commit, library_file, rollback
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from beets.dbcore.db import Transaction
     from beets.library import Library
 

@@ -11,12 +11,15 @@ starting Flask's development server.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import beets
 from beets import plugins
-from flask import Flask
 
 from .beets_compat import configure_web_app, open_library, web_app
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 REQUIRED_PLUGINS = ("web", "unmarked")
 
