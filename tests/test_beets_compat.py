@@ -440,3 +440,15 @@ def test_album_model_from_row(lib: Any) -> None:
         fixed = dict(tx.query("SELECT * FROM albums WHERE id = ?", (album.id,))[0])
     built = compat.model_from_row(Album, lib, fixed, {})
     assert built.album == "Alpha" and built.artpath == album.artpath
+
+
+def test_the_oldest_supported_beets_is_stated_once_everywhere() -> None:
+    """pyproject's lower bound, the oldest-beets CI recipe and the adapter agree."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    bound = re.search(r'"beets>=([\d.]+)"', (root / "pyproject.toml").read_text())
+    pinned = re.search(r"^beets==([\d.]+)$", (root / ".ci/oldest-beets/requirements.txt").read_text(), re.M)
+    assert bound and pinned
+    assert bound.group(1) == pinned.group(1) == ".".join(map(str, compat.OLDEST_SUPPORTED))
+    assert "<" not in re.search(r'"beets[^"]*"', (root / "pyproject.toml").read_text()).group(0)
