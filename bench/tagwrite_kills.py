@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.consistency import consistent  # noqa: E402
-from tests.libenv import LibraryEnv  # noqa: E402
-from tests.test_untearable import populate, run_trials, temps  # noqa: E402
+from tests.consistency import consistent
+from tests.libenv import LibraryEnv
+from tests.test_untearable import populate, run_trials, temps
 
 
 def main() -> None:

@@ -69,7 +69,8 @@ def _mp4(seconds: int) -> Path:
     def moov(offset: int) -> bytes:
         mdhd = _atom(b"mdhd", struct.pack(">IIII", 0, 0, RATE, RATE * seconds) + b"\0" * 4, 0)
         hdlr = _atom(b"hdlr", b"\0" * 4 + b"soun" + b"\0" * 13, 0)
-        stbl = _atom(b"stbl", _atom(b"stsd", struct.pack(">I", 0), 0) + _atom(b"stco", struct.pack(">II", 1, offset), 0))
+        stco = _atom(b"stco", struct.pack(">II", 1, offset), 0)
+        stbl = _atom(b"stbl", _atom(b"stsd", struct.pack(">I", 0), 0) + stco)
         mdia = _atom(b"mdia", mdhd + hdlr + _atom(b"minf", stbl))
         mvhd = _atom(b"mvhd", struct.pack(">IIII", 0, 0, 1000, 1000 * seconds) + b"\0" * 80, 0)
         return _atom(b"moov", mvhd + _atom(b"trak", _atom(b"tkhd", b"\0" * 80, 7) + mdia))

@@ -218,7 +218,8 @@ def test_no_room_for_the_copy(env: LibraryEnv, disk: Path) -> None:
     assert {f: f.read_bytes() for f in audio_files(disk)} == before and temps(disk) == []
     subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
     env.beet("normalize-unmarked")
-    assert [title_in_file(env.item(i.id).filepath) for i in items] == ["Song 0 featuring Guest", "Song 1 featuring Guest"]
+    titles = [title_in_file(env.item(i.id).filepath) for i in items]
+    assert titles == ["Song 0 featuring Guest", "Song 1 featuring Guest"]
 
 
 @needs_root

@@ -30,11 +30,12 @@ import beets
 from beets import util
 
 from .files import remove_partial_copies, remove_stale_temps, write_tags
-from .jobs import JobStore, Move
 from .transaction import atomic
 
 if TYPE_CHECKING:
     from beets.library import Album, Item, Library
+
+    from .jobs import JobStore, Move
 
 PATH_FIELD = {"item": "path", "album": "artpath"}  # kinds of move; "tags" marks a tag write
 
