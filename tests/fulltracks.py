@@ -10,6 +10,7 @@ compared by a hash of their decoded samples, not of their bytes.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
@@ -32,6 +33,13 @@ _FORMATS = {
 }
 
 
+def _scratch() -> Path:
+    """A temp directory removed when the process ends."""
+    path = Path(tempfile.mkdtemp(prefix="unmarked-full-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 @cache
 def base_track(ext: str, seconds: int = SECONDS) -> Path:
     """Encode ``seconds`` of stereo noise once per format and process (then copy it)."""
@@ -42,7 +50,7 @@ def base_track(ext: str, seconds: int = SECONDS) -> Path:
     fmt, subtype = _FORMATS[ext]
     rate = 48000 if ext == "opus" else RATE
     noise = np.random.default_rng(seconds).standard_normal((rate * seconds, 2)) * 0.2
-    path = Path(tempfile.mkdtemp(prefix="unmarked-full-")) / f"noise.{ext}"
+    path = _scratch() / f"noise.{ext}"
     extra = {"compression_level": 0.0} if ext in ("ogg", "mp3") else {}  # best quality: bigger files
     soundfile.write(str(path), noise.clip(-1, 1).astype("float32"), rate, format=fmt, subtype=subtype, **extra)
     return path
@@ -77,7 +85,7 @@ def _mp4(seconds: int) -> Path:
 
     ftyp = _atom(b"ftyp", b"M4A " + struct.pack(">I", 0) + b"M4A mp42isom")
     offset = len(ftyp) + len(moov(0)) + 8
-    path = Path(tempfile.mkdtemp(prefix="unmarked-full-")) / "noise.m4a"
+    path = _scratch() / "noise.m4a"
     path.write_bytes(ftyp + moov(offset) + _atom(b"mdat", payload))
     return path
 
