@@ -15,6 +15,7 @@ it becomes a ``StoreError`` that names the file and what to do.
 
 from __future__ import annotations
 
+import builtins  # JobStore.list shadows the builtin inside the class
 import json
 import os
 import socket
@@ -84,6 +85,15 @@ ADDED_COLUMNS = {"ids": "BLOB", "resumed": "TEXT", "compacted": "INTEGER NOT NUL
 # The write-ahead log is checkpointed every ~800 KiB and cut back to 1 MiB, so
 # it does not stay at the size of the largest job the store ever saw.
 WAL_PAGES, WAL_LIMIT = 200, 1 << 20
+
+# Which ``item`` events a job record lists, by the item's outcome.
+_SKIPPED = "coalesce(json_extract(data, '$.skipped'), 0)"
+ITEM_STATUS_SQL = {
+    None: "type = 'item'",
+    "failed": "type = 'item' AND failed = 1",
+    "succeeded": f"type = 'item' AND failed = 0 AND {_SKIPPED} = 0",
+    "skipped": f"type = 'item' AND failed = 0 AND {_SKIPPED} != 0",
+}
 
 SUMMARY_FIELDS = (
     "op", "query", "status", "total", "current", "succeeded", "failed",
@@ -187,7 +197,7 @@ class JobStore:
                 raise
             db.execute("COMMIT")
 
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> builtins.list[sqlite3.Row]:
         with self._errors():
             return self._db().execute(sql, args).fetchall()
 
@@ -212,13 +222,13 @@ class JobStore:
         """Record the job's items (in order): a job resumed elsewhere needs them."""
         self.update(job, ids=array("q", ids).tobytes(), total=len(ids))
 
-    def ids(self, job: int) -> list[int] | None:
+    def ids(self, job: int) -> builtins.list[int] | None:
         rows = self._read("SELECT ids FROM jobs WHERE id = ?", (job,))
         if not rows or rows[0]["ids"] is None:
             return None
         return array("q", bytes(rows[0]["ids"])).tolist()
 
-    def orphans(self) -> list[dict[str, Any]]:
+    def orphans(self) -> builtins.list[dict[str, Any]]:
         """Jobs recorded as queued or running, oldest first. Called by the lock
         holder, for whom every one of them belongs to a process that died."""
         rows = self._read("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY id")
@@ -349,7 +359,7 @@ class JobStore:
         rows = self._read("SELECT * FROM jobs WHERE id = ?", (job,))
         return self._summary(rows[0]) if rows else None
 
-    def list(self, limit: int = KEEP_JOBS) -> list[dict[str, Any]]:
+    def list(self, limit: int = KEEP_JOBS) -> builtins.list[dict[str, Any]]:
         self.reap()
         rows = self._read("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
         return [self._summary(row) for row in rows]
@@ -358,7 +368,7 @@ class JobStore:
         """The running job on this library, if any (its process holds the lock)."""
         return next((job for job in self.list(5) if job["status"] in ACTIVE), None)
 
-    def events_after(self, job: int, after: int, limit: int = 500) -> list[tuple[int, str, str]]:
+    def events_after(self, job: int, after: int, limit: int = 500) -> builtins.list[tuple[int, str, str]]:
         """(seq, type, json) of the job's events numbered above ``after``."""
         rows = self._read(
             "SELECT seq, type, data FROM events WHERE job = ? AND seq > ? ORDER BY seq LIMIT ?",
@@ -366,11 +376,30 @@ class JobStore:
         )
         return [(row["seq"], row["type"], row["data"]) for row in rows]
 
-    def _failures(self, db: sqlite3.Connection, job: int) -> list[dict[str, Any]]:
+    def position(self, job: int) -> tuple[str, int] | None:
+        """(status, last event id) of a job, cheaply: a stream polls it."""
+        rows = self._read("SELECT status, last_event FROM jobs WHERE id = ?", (job,))
+        return (rows[0]["status"], rows[0]["last_event"]) if rows else None
+
+    def item_events(self, job: int, status: str | None = None, limit: int = 50,
+                    offset: int = 0) -> tuple[int, builtins.list[dict[str, Any]]]:
+        """A job's per-item record: (how many items match, one page of their
+        ``item`` events' data). ``status`` is ``failed``, ``succeeded`` or
+        ``skipped``; without it every item, the failed ones first. A compacted
+        job (``keep_within``) has only its failed items left."""
+        where = ITEM_STATUS_SQL[status]
+        with self._errors():
+            db = self._db()
+            count = db.execute(f"SELECT count(*) FROM events WHERE job = ? AND {where}", (job,)).fetchone()[0]
+            rows = db.execute(f"SELECT data FROM events WHERE job = ? AND {where} "
+                              "ORDER BY failed DESC, seq LIMIT ? OFFSET ?", (job, limit, offset)).fetchall()
+        return count, [json.loads(row["data"]) for row in rows]
+
+    def _failures(self, db: sqlite3.Connection, job: int) -> builtins.list[dict[str, Any]]:
         rows = db.execute("SELECT data FROM events WHERE job = ? AND failed = 1 ORDER BY seq", (job,))
         return [failure_entry(json.loads(row["data"])) for row in rows]
 
-    def failures(self, job: int) -> list[dict[str, Any]]:
+    def failures(self, job: int) -> builtins.list[dict[str, Any]]:
         """The job's failed items so far, as ``done.results`` lists them."""
         with self._errors():
             return self._failures(self._db(), job)
@@ -403,7 +432,7 @@ class JobStore:
         with self._write() as db:
             db.executemany("DELETE FROM moves WHERE id = ?", [(i,) for i in move_ids])
 
-    def pending_moves(self, exclude_job: int | None = None) -> list[Move]:
+    def pending_moves(self, exclude_job: int | None = None) -> builtins.list[Move]:
         rows = self._read("SELECT * FROM moves WHERE job IS NOT ? ORDER BY id", (exclude_job,))
         return [Move(r["id"], r["job"], r["kind"], r["entity"], bytes(r["src"]), bytes(r["dst"])) for r in rows]
 
