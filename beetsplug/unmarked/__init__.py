@@ -59,6 +59,10 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # Web: how long one SSE response may last on a server without threads
     # (gunicorn's sync worker); the browser resumes with Last-Event-ID.
     "stream_window": 1.0,
+    # Web: Host names the extension answers for besides localhost, loopback
+    # addresses and web.host (e.g. the public name a proxy passes on); any
+    # other Host gets 403, which is what stops DNS rebinding.
+    "allowed_hosts": [],
     # Job store (jobs, events, journal) size budget in MiB: finished jobs beyond
     # it are compacted to their summary and failures, then dropped, oldest first.
     "job_history_mb": 64,

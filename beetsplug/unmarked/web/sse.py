@@ -5,7 +5,9 @@ follows new ones (woken at once by appends in this process, polling for other
 processes), with keep-alive comments while nothing happens. On a server
 without threads (gunicorn's sync worker, which is killed when one response
 outlives ``--timeout``) a stream ends after a short window and the client
-resumes with ``Last-Event-ID``, as EventSource does by itself.
+resumes with ``Last-Event-ID``, as EventSource does by itself. A stream
+resumed past a job's last event ends once the job has ended (a client may
+hold an id from before a store was replaced, or simply a wrong one).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
+
+from ..jobs import ACTIVE
 
 if TYPE_CHECKING:
     from ..jobs import JobStore
@@ -110,4 +114,12 @@ def stream(store: JobStore, job: int, after: int, window: float | None) -> Itera
         if now - last_reap >= REAP_EVERY:
             CHUNKS.reap(store)
             last_reap = now
+            if _over(store, job, after):
+                return  # resumed past the end of a job that has ended: nothing will come
         store.wait_for_events(POLL)
+
+
+def _over(store: JobStore, job: int, after: int) -> bool:
+    """The job has ended and has no event numbered above ``after``."""
+    position = store.position(job)
+    return position is None or (position[0] not in ACTIVE and position[1] <= after)

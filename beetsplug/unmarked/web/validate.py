@@ -10,7 +10,10 @@ from flask import request
 
 from ..operations import OPERATIONS, Operation
 
-_TYPES = {"op": str, "query": str, "force": bool}
+_TYPES = {"op": str, "query": str, "force": bool, "ids": list, "all": bool, "scope": str}
+MAX_ID = 2**63 - 1  # SQLite's INTEGER
+# Which items of the query a listing, preview or marker write takes, for the operation.
+SCOPES = ("unmarked", "marked", "all")
 
 
 class ApiError(Exception):
@@ -43,13 +46,52 @@ def body_fields(allowed: set[str], required: frozenset[str] | set[str] = frozens
         expected = _TYPES[name]
         if type(value) is not expected:  # bool is an int subclass: be exact
             raise ApiError(400, f"field {name!r} must be a {expected.__name__}, not {type(value).__name__}")
+        if expected is str:
+            text(name, value)
     return body
+
+
+def text(name: str, value: str) -> str:
+    """JSON may carry a lone surrogate ("\\ud800"), which no database or file takes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start:exc.end].encode("unicode_escape").decode("ascii")
+        raise ApiError(400, f"field {name!r} is not valid Unicode text: lone surrogate {bad} "
+                            f"at position {exc.start}") from exc
+    return value
+
+
+def id_list(value: list[Any]) -> list[int]:
+    """Item ids: whole numbers SQLite can hold, each once, in the order given."""
+    for index, item in enumerate(value):
+        if type(item) is not int or not 0 < item <= MAX_ID:
+            raise ApiError(400, f"ids[{index}] must be an item id (a whole number from 1 to {MAX_ID}), "
+                                f"not {json.dumps(item)[:40]}")
+    return list(dict.fromkeys(value))
 
 
 def op_arg(name: Any) -> Operation:
     if not isinstance(name, str) or name not in OPERATIONS:
         raise ApiError(400, f"unknown operation {name!r}; expected one of: {', '.join(OPERATIONS)}")
     return OPERATIONS[name]
+
+
+def scope_arg(name: Any, default: str) -> str:
+    if name is None:
+        return default
+    if name not in SCOPES:
+        raise ApiError(400, f"unknown scope {name!r}; expected one of: {', '.join(SCOPES)}")
+    return name
+
+
+def choice_arg(name: str, choices: tuple[str, ...]) -> str | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in choices:
+        raise ApiError(400, f"{name} must be one of: {', '.join(choices)}; not {raw!r}")
+    return raw
 
 
 def whole_number(text: str) -> int | None:

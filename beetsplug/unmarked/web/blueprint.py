@@ -1,0 +1,122 @@
+"""The extension's one blueprint and the rules every one of its routes obeys.
+
+Each concern adds its routes in a module of its own (page.py, tracks.py,
+marking.py, preview.py, jobs_api.py); what they share is here: the request's
+library and job store, the Host allowlist (before anything else runs), the
+read-only and cross-site refusals of changes, and errors as JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import beets
+import flask
+from beets import context
+from flask import Blueprint, jsonify, request
+
+from ..errors import ConfigError, StoreError
+from ..jobs import store_for
+from ..runner import JobConfig
+from ..transaction import LibraryLockedError
+from .adopter import serve_library
+from .hosts import allowed
+from .validate import ApiError
+
+if TYPE_CHECKING:
+    from beets.library import Library
+
+    from .. import UnmarkedPlugin
+    from ..jobs import JobStore
+
+
+class _State:
+    plugin: UnmarkedPlugin
+
+
+state = _State()
+blueprint = Blueprint("unmarked", __name__, template_folder="templates",
+                      static_folder="static", static_url_path="/unmarked/static")
+
+
+def lib() -> Library:
+    return flask.g.lib
+
+
+def store() -> JobStore:
+    return store_for(lib())
+
+
+def readonly() -> bool:
+    return beets.config["web"]["readonly"].get(bool)
+
+
+def job_config() -> JobConfig:
+    try:
+        return JobConfig.from_plugin(state.plugin.config)
+    except ConfigError as exc:  # the server's settings, not the request, are wrong
+        raise ApiError(500, str(exc)) from exc
+
+
+@blueprint.before_request
+def _guard() -> None:
+    """Refuse other hosts before anything else; then set up the request thread."""
+    allowed_hosts = state.plugin.config["allowed_hosts"].as_str_seq()
+    if not allowed(request.host, beets.config["web"]["host"].as_str(), allowed_hosts):
+        raise ApiError(403, f"this server does not answer for the host {request.host!r}; if it is meant to, "
+                            "add it to `unmarked: {allowed_hosts: [...]}` in the beets config")
+    # beets expands stored paths with a per-thread context: set it for this thread.
+    context.set_music_dir(lib().directory)
+    serve_library(lib(), state.plugin)  # this process is a server: it adopts orphaned web jobs
+
+
+@blueprint.errorhandler(ApiError)
+def _api_error(error: ApiError) -> Any:
+    return jsonify({"error": error.message, **error.extra}), error.status
+
+
+@blueprint.errorhandler(StoreError)
+def _store_error(error: StoreError) -> Any:
+    """An unreadable job store: say which file and what to do, not a traceback."""
+    return jsonify({"error": str(error)}), 503
+
+
+@blueprint.errorhandler(LibraryLockedError)
+def _library_locked(error: LibraryLockedError) -> Any:
+    """Another program holds the library's write lock past beets' timeout."""
+    return jsonify({"error": str(error)}), 503
+
+
+@blueprint.after_request
+def _no_sniffing(response: flask.Response) -> flask.Response:
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _cross_site_reason() -> str | None:
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return f"cross-site request refused (Sec-Fetch-Site: {site})"
+    origin = request.headers.get("Origin")
+    if origin is not None and urlsplit(origin).netloc != request.host:
+        return f"cross-site request refused (Origin {origin} is not this server, {request.host})"
+    return None
+
+
+def mutating(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Refuse changes on a read-only server or from another site (403)."""
+
+    @wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if readonly():
+            raise ApiError(403, "this server is read-only; set `web: {readonly: no}` "
+                                "in the beets config to allow changes")
+        reason = _cross_site_reason()
+        if reason:
+            raise ApiError(403, reason)
+        return view(*args, **kwargs)
+
+    return guarded
