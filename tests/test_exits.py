@@ -428,6 +428,33 @@ def test_an_undo_that_cannot_finish_keeps_its_intents_and_says_so(env: LibraryEn
     consistent(env, env.incoming, env.lib_path)
 
 
+def test_album_art_moved_but_not_recorded_goes_back(env: LibraryEnv) -> None:
+    """The items' batch commits; the claim is lost when the art's new place is
+    to be recorded: the art goes back where the library says it is."""
+    old_dir = env.lib_path / "old place"
+    items = env.add_tracks(((f"{i}.ogg", {"title": f"Song {i}", "artist": "A", "album": "B"}) for i in range(2)),
+                           where=old_dir)
+    album = env.lib.add_album(items)
+    art = old_dir / "cover.jpg"
+    art.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    album.artpath = os.fsencode(art)
+    album.store()
+    calls = 0
+
+    def guard() -> None:  # 2 moves, the items' commit, the art move, the art's commit
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            raise ClaimLost("another process owns this library now (test)")
+
+    summary = engine(env, "rename", guard=guard).run([i.id for i in items], Recorder())
+    assert summary.status == "failed" and calls == 5
+    assert (summary.current, summary.succeeded) == (2, 2), "the items' batch was committed"
+    assert env.lib.get_album(album.id).artpath == os.fsencode(art) and art.exists(), "art back in place"
+    assert all(os.path.exists(env.item(i.id).path) for i in items)
+    assert JobStore(store_path(env.lib)).pending_moves() == []
+
+
 def test_a_journal_that_fails_ends_the_run_not_the_item(env: LibraryEnv) -> None:
     ids = [env.add_track(f"t{n:02d}.mp3", {"title": f"  Song {n} ", "artist": "A"}).id for n in range(12)]
     before = {i.id: (i.path, i.title) for i in env.lib.items()}

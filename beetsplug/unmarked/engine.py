@@ -30,7 +30,6 @@ import sqlite3
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -43,13 +42,14 @@ from beets.util import FilesystemError
 from .beets_compat import FileOperationError, dirty_flags, model_from_row, restore_dirty_flags
 from .errors import RunAborted
 from .events import readable
-from .files import unique_destination, write_tags
-from .files import remove_partial_copies
+from .files import remove_partial_copies, unique_destination, write_tags
 from .markers import unmarked_query
 from .operations import RENAMED
 from .transaction import LibraryLockedError, atomic, rolled_back
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
     from beets.dbcore.db import Transaction
     from beets.library import Album, Library
     from beets.logging import BeetsLogger
@@ -159,6 +159,7 @@ class Touch:
     batch has committed, or once the file is put back to match the library.
     """
 
+    id: int
     item: Item  # as changed: tags, path, markers
     row: Row  # its library row as read; a different row at commit time is another writer's change
     original: Item  # as read: what an undo writes when the library cannot be read
@@ -277,14 +278,15 @@ class Engine:
 
     def _one(self, item_id: int, batch: Batch) -> ItemResult:
         """Do one item, read from the library just now (not when its chunk began)."""
-        row, item = self._read(item_id)
-        if item is None:
+        found = self._read(item_id)
+        if found is None:
             return ItemResult(item_id, None, skipped=True, error="removed from the library during the run")
+        row, item = found
         file = readable(item.path)
         if not self._wanted(item):
             return ItemResult(item_id, file, file, skipped=True, error="already done by another run")
         before = item.copy() if self.pretend else None
-        touch = Touch(item, row, item.copy(), item.path)
+        touch = Touch(item_id, item, row, item.copy(), item.path)
         if not self.pretend:
             batch.touches.append(touch)
         try:
@@ -306,7 +308,7 @@ class Engine:
         touch.result = ItemResult(item_id, file, readable(item.path), changes=changes, before=before, after=after)
         return touch.result
 
-    def _read(self, item_id: int) -> tuple[Row | None, Item | None]:
+    def _read(self, item_id: int) -> tuple[Row, Item] | None:
         """The item as the library has it now, and its raw row for the conflict check.
 
         Both come from the same rows, so a commit in between can only show up
@@ -315,7 +317,7 @@ class Engine:
         with self.lib.transaction() as tx:
             raw = _raw_rows(tx, [item_id]).get(item_id)
         if raw is None:
-            return None, None
+            return None
         fixed, flex = raw
         return _row(raw), model_from_row(Item, self.lib, fixed, flex)
 
@@ -345,7 +347,7 @@ class Engine:
         rewritten from the library (by the undo, or by the next run's repair)."""
         self.guard()
         item = touch.item
-        intent = self._intend("tags", item.id, item.path, item.path)
+        intent = self._intend("tags", touch.id, item.path, item.path)
         touch.intents.append(intent)
         touch.wrote = True  # from here on, an undo rewrites the file from the library
         try:
@@ -400,7 +402,7 @@ class Engine:
         self.guard()
         util.mkdirall(dest)
         touch.dest = dest
-        intent = self._intend("item", item.id, item.path, dest)
+        intent = self._intend("item", touch.id, item.path, dest)
         touch.intents.append(intent)
         try:
             self._move(item, dest)
@@ -467,11 +469,12 @@ class Engine:
         for touch in done:
             touch.intents = []
         again = self._settle_conflicts(batch, conflicted, redo)
+        if batch.results:  # reported before the art moves: those items are recorded whatever happens next
+            sink.items([(summary.count(r), r) for r in batch.results], summary)
+            batch.results = []
         self._move_art(batch.albums)
         for directory in batch.vacated:
             util.prune_dirs(directory, self.lib.directory, clutter=self.clutter)
-        if batch.results:
-            sink.items([(summary.count(r), r) for r in batch.results], summary)
         return again
 
     def _commit(self, batch: Batch) -> list[Touch]:
@@ -489,8 +492,8 @@ class Engine:
                 self._keep_renamed_honest(touch.item)
 
         def store(tx: Transaction) -> list[Touch]:
-            current = {item_id: _row(raw) for item_id, raw in _raw_rows(tx, [t.item.id for t in keep]).items()}
-            conflicted = [touch for touch in keep if current.get(touch.item.id) != touch.row]
+            current = {item_id: _row(raw) for item_id, raw in _raw_rows(tx, [t.id for t in keep]).items()}
+            conflicted = [touch for touch in keep if current.get(touch.id) != touch.row]
             for touch in keep:
                 if touch not in conflicted:
                     touch.item.store()
@@ -504,7 +507,12 @@ class Engine:
             for model in models:
                 store(model)
             return
-        self._in_transaction(models, lambda tx: [store(model) for model in models])
+
+        def store_all(tx: Transaction) -> None:
+            for model in models:
+                store(model)
+
+        self._in_transaction(models, store_all)
 
     def _in_transaction(self, models: Sequence[Any], work: Callable[[Transaction], T]) -> T:
         """``work`` in one all-or-nothing transaction, retried while another
@@ -535,7 +543,7 @@ class Engine:
         for touch in conflicted:
             with _signals_deferred():
                 problem = self._put_back(touch)
-            result, item_id = touch.result, touch.item.id
+            result, item_id = touch.result, touch.id
             assert result is not None
             if result.success and problem is None and redo and self._redone[item_id] < REDO_ATTEMPTS:
                 self._redone[item_id] += 1
@@ -544,7 +552,8 @@ class Engine:
                 continue
             note = "changed by another program during the run; left unmarked"
             if problem:
-                note += f"; its file could not be put back in line with the library ({problem}): the next run settles it"
+                note += (f"; its file could not be put back in line with the library ({problem}): "
+                         "the next run settles it")
             result.success, result.dest = False, None
             result.error = f"{result.file}: {note}" if result.error is None else f"{result.error} ({note})"
         return again
@@ -628,9 +637,10 @@ class Engine:
             if self._after_failed_move(touch.src, touch.dest) == "dst":
                 item.path, touch.moved = touch.dest, True
         try:
-            _, fresh = self._read(item.id)
+            found = self._read(touch.id)
         except sqlite3.Error:
-            fresh = None
+            found = None
+        fresh = found[1] if found is not None else None
         where = fresh.path if fresh is not None else touch.src
         if touch.moved and not util.samefile(item.path, where):
             if where != touch.src:
@@ -651,7 +661,7 @@ class Engine:
                             f"{util.displayable_path(src)} is taken")
         util.mkdirall(src)
         try:  # killed mid-copy, the next run's repair removes the partial copy at src
-            reverse = [self._intend("item", item.id, dst, src)]
+            reverse = [self._intend("item", touch.id, dst, src)]
         except RunAborted:  # the journal is what failed: move back all the same
             reverse = []
         try:
@@ -676,17 +686,18 @@ class Engine:
         art move the library does not record is moved back."""
         if self.pretend or not album_ids or self.journal is None:
             return
-        moved: list[tuple[Album, bytes, int]] = []
+        moved: list[tuple[Album, int, bytes, bytes, int]] = []  # album, id, from, to, intent
         try:
-            for album in filter(None, map(self.lib.get_album, sorted(album_ids))):
-                if not album.artpath or not _exists(album.artpath):
+            for album_id in sorted(album_ids):
+                album = self.lib.get_album(album_id)
+                src = album.artpath if album is not None else None
+                if album is None or not src or not _exists(src):
                     continue
-                dest = unique_destination(album.art_destination(album.artpath), set())
-                if util.samefile(dest, album.artpath):
+                dest = unique_destination(album.art_destination(src), set())
+                if util.samefile(dest, src):
                     continue
                 self.guard()
-                src = album.artpath
-                intent = self._intend("album", album.id, src, dest)
+                intent = self._intend("album", album_id, src, dest)
                 try:
                     util.move(src, dest)
                 except BaseException as exc:
@@ -694,7 +705,7 @@ class Engine:
                         where = self._after_failed_move(src, dest)
                         if where == "dst":
                             album.artpath = dest
-                            moved.append((album, src, intent))
+                            moved.append((album, album_id, src, dest, intent))
                         elif where == "src":
                             self._forget([intent])
                     if not isinstance(exc, Exception):
@@ -702,32 +713,32 @@ class Engine:
                     self.log.warning("album art of {} stays where it is: {}", album, exc)
                     continue
                 album.artpath = dest
-                moved.append((album, src, intent))
+                moved.append((album, album_id, src, dest, intent))
                 util.prune_dirs(os.path.dirname(src), self.lib.directory, clutter=self.clutter)
             if moved:
-                self._store([album for album, _, _ in moved], lambda album: album.store(inherit=False))
+                self._store([album for album, _, _, _, _ in moved], lambda album: album.store(inherit=False))
         except BaseException:
             with _signals_deferred():
                 self._move_art_back(moved)
             raise
-        self._forget([intent for _, _, intent in moved])
+        self._forget([intent for _, _, _, _, intent in moved])
 
-    def _move_art_back(self, moved: list[tuple[Album, bytes, int]]) -> None:
-        for album, src, intent in reversed(moved):
+    def _move_art_back(self, moved: list[tuple[Album, int, bytes, bytes, int]]) -> None:
+        for _, album_id, src, dst, intent in reversed(moved):
             try:
-                fresh = self.lib.get_album(album.id)
-                if fresh is not None and fresh.artpath == album.artpath:
+                fresh = self.lib.get_album(album_id)
+                if fresh is not None and fresh.artpath == dst:
                     self._forget([intent])  # recorded after all
                     continue
                 util.mkdirall(src)
                 try:
-                    util.move(album.artpath, src)
+                    util.move(dst, src)
                 except BaseException:
                     remove_partial_copies(src)
                     raise
                 self._forget([intent])
             except Exception as exc:  # the intent stays: the next run's repair settles it
-                self.log.warning("album art {} could not be moved back: {}", util.displayable_path(album.artpath), exc)
+                self.log.warning("album art {} could not be moved back: {}", util.displayable_path(dst), exc)
 
 
 def _exists(path: bytes) -> bool:
@@ -779,11 +790,11 @@ def _signals_deferred() -> Iterator[None]:
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         if caught:
-            number, frame = caught[0]
-            previous[number](number, frame)
+            first, frame = caught[0]
+            previous[first](first, frame)
 
 
 def _chunks(ids: Sequence[int], size: int) -> Iterator[Sequence[int]]:

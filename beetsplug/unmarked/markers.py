@@ -14,8 +14,7 @@ smartplaylist, ...).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from beets import plugins
 from beets.dbcore import types
@@ -25,8 +24,10 @@ from .operations import MARKER_FIELDS, OPERATIONS
 from .transaction import atomic
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
     from beets.dbcore.db import Model
-    from beets.library import Library
+    from beets.library import Item, Library
 
 ITEM_TYPES: dict[str, types.Type] = {field: types.DATE for field in MARKER_FIELDS}
 
@@ -72,7 +73,8 @@ class UnmarkedQuery(FieldQuery[str]):
         return " AND ".join(parts), list(self.markers)
 
     def match(self, obj: Model) -> bool:
-        present = [obj.get(field, with_album=False) is not None for field in self.markers]
+        item = cast("Item", obj)  # an item query: markers live on items, not on their album
+        present = [item.get(field, with_album=False) is not None for field in self.markers]
         return not all(present) if self.unmarked else all(present)
 
 
