@@ -22,16 +22,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
-    _STRACE_TOTAL, BEET, bulk_add_items, run_measured, start_beet_web, table, write_config,
-)
+from common import _STRACE_TOTAL, BEET, bulk_add_items, run_measured, start_beet_web, table, write_config
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _n(count: int) -> str:
@@ -80,11 +80,12 @@ def bench_marking(root: Path, count: int) -> list[list[object]]:
     try:
         for path in ("/api/mark", "/api/unmark"):
             before = commits(db)
-            (seconds, answer), fsyncs = traced(server.pid, lambda p=path: timed_post(base, p, {"op": "process", "ids": ids}),
-                                               root / "strace.txt")
+            body = {"op": "process", "ids": ids}
+            work = lambda p=path: timed_post(base, p, body)  # noqa: E731
+            (seconds, answer), fsyncs = traced(server.pid, work, root / "strace.txt")
             changed = sum(answer["changed"].values())
-            rows.append([f"`POST {path}` (op process, {_n(count)} ids)",
-                         f"{seconds:.2f}", fsyncs, commits(db) - before, f"{answer['matched']} matched, {changed} markers"])
+            rows.append([f"`POST {path}` (op process, {_n(count)} ids)", f"{seconds:.2f}", fsyncs,
+                         commits(db) - before, f"{answer['matched']} matched, {changed} markers"])
     finally:
         server.terminate()
         server.wait()
@@ -123,7 +124,8 @@ def bench_preview(root: Path, count: int, runs: int) -> list[list[object]]:
                 began = time.perf_counter()
                 answer = requests.get(base + "/api/preview", params=params, timeout=60).json()
                 timings.append(time.perf_counter() - began)
-            assert answer["count"] == count and len(answer["items"]) == 50, answer
+            assert answer["count"] == count, answer
+            assert len(answer["items"]) == 50, answer
             rows.append([f"`GET /api/preview` {label} (50 of {_n(count)})",
                          f"{timings[0] * 1000:.0f} ms", f"{statistics.median(timings[1:]) * 1000:.0f} ms",
                          f"{min(timings) * 1000:.0f} ms"])

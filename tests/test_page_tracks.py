@@ -254,10 +254,11 @@ def test_screen_reader_semantics(env: LibraryEnv, server: Server, page: Page) ->
     page.get_by_role("button", name="Preview changes").click()
     expect(status).to_contain_text("Nothing has been changed.")
     expect(page.get_by_role("navigation", name="Track pages")).to_be_visible()
-    expect(page.get_by_role("table", name="Newest first; open one to see its record, failed items first.")).to_be_visible()
+    jobs = page.get_by_role("table", name="Newest first; open one to see its record, failed items first.")
+    expect(jobs).to_be_visible()
 
 
-def test_phone_width(env: LibraryEnv, server: Server, browser: Browser) -> None:  # noqa: F811
+def test_phone_width(env: LibraryEnv, server: Server, browser: Browser) -> None:
     ids = add_many(env, 12)
     context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
     phone = context.new_page()
@@ -270,7 +271,8 @@ def test_phone_width(env: LibraryEnv, server: Server, browser: Browser) -> None:
             box = phone.locator(control).bounding_box()
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360, control
         first = row(phone, ids[0])
-        expect(first.get_by_role("cell", name=re.compile("^Title: Song 0"))).to_have_count(1)  # each cell says what it is
+        # each cell says what it is
+        expect(first.get_by_role("cell", name=re.compile("^Title: Song 0"))).to_have_count(1)
         assert first.bounding_box()["width"] <= 360
         table = phone.get_by_role("table", name="Tracks for process (not yet done): 1–12 of 12")
         expect(table).to_be_visible()  # still a table with rows and headers to a screen reader

@@ -214,7 +214,8 @@ def test_cross_site_marking_is_refused(env: LibraryEnv, server: Server, headers:
     ids = add_many(env, 2)
     before = Snapshot(env)
     for path in ("/api/mark", "/api/unmark"):
-        refused(server.post(path, json={"op": "process", "ids": ids}, headers=headers), 403, "cross-site request refused")
+        response = server.post(path, json={"op": "process", "ids": ids}, headers=headers)
+        refused(response, 403, "cross-site request refused")
     assert Snapshot(env) == before
     same = server.post("/api/mark", json={"op": "process", "ids": ids},
                        headers={"Origin": server.base, "Sec-Fetch-Site": "same-origin"})
@@ -496,7 +497,8 @@ def test_bad_job_requests_are_400_and_leave_no_job(env: LibraryEnv, server: Serv
     ("id:99999999999999999999", "too large for the database"),
     ("\ud800", None),
 ])
-def test_bad_queries_on_reads_are_400(env: LibraryEnv, server: Server, path: str, query: str, message: str | None) -> None:
+def test_bad_queries_on_reads_are_400(env: LibraryEnv, server: Server, path: str, query: str,
+                                     message: str | None) -> None:
     add_many(env, 2)
     response = server.get(path, params={"query": query.encode("utf-8", "surrogatepass")})
     if message is None:  # a URL cannot carry a lone surrogate: its bytes arrive as replacement characters

@@ -8,7 +8,6 @@ read-only and cross-site refusals of changes, and errors as JSON.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -27,6 +26,8 @@ from .hosts import allowed
 from .validate import ApiError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from beets.library import Library
 
     from .. import UnmarkedPlugin

@@ -17,7 +17,10 @@ attack needs a name, an address cannot be re-pointed.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 WILDCARD_BINDS = {"0.0.0.0", "::", ""}
 

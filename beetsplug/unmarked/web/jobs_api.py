@@ -148,6 +148,8 @@ def _wait_for(job_id: int) -> Any:
     deadline = None if window is None else time.monotonic() + window
     while True:
         summary = jobs.get(job_id)
+        if summary is None:  # pruned meanwhile by another process's budget
+            raise ApiError(404, f"no job {job_id!r}")
         if summary["status"] not in ACTIVE:
             return jsonify(summary)
         if deadline is not None and time.monotonic() >= deadline:

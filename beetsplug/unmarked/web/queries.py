@@ -10,18 +10,21 @@ before anything is claimed or recorded.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from beets import dbcore
 from beets.dbcore.query import AndQuery, NotQuery, Query
 
 from ..markers import unmarked_query
-from ..operations import Operation
 from ..selection import parse_query, select_ids
 from .blueprint import lib
 from .validate import ApiError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ..operations import Operation
 
 # SQLite's words for a statement too big or too deep to run (sqlite3.c).
 _TOO_BIG = ("too large", "too many", "too complex", "too big", "parser stack overflow", "too deep")

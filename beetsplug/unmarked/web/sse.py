@@ -15,12 +15,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..jobs import ACTIVE
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..jobs import JobStore
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
