@@ -8,6 +8,7 @@ The fencing guard, a failing journal and resuming are driven in-process.
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
 import shutil
@@ -51,7 +52,9 @@ def noise_flac(seconds: int = 8) -> Path:
     import soundfile
 
     noise = np.random.default_rng(seconds).standard_normal((44100 * seconds, 2)) * 0.2
-    path = Path(tempfile.mkdtemp(prefix="unmarked-noise-")) / "noise.flac"
+    folder = tempfile.mkdtemp(prefix="unmarked-noise-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = Path(folder) / "noise.flac"
     soundfile.write(str(path), noise.clip(-1, 1).astype("float32"), 44100, format="FLAC", subtype="PCM_16")
     return path
 
