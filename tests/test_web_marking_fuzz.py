@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from .test_fuzz import FUZZ, Library, fuzz_headers, header_text, library, queries, values  # noqa: F401
 
 ids = st.one_of(
-    st.lists(st.one_of(st.integers(-3, 12), st.integers(-(2**70), 2**70), st.booleans(), st.floats(), st.text(max_size=3)),
-             max_size=6),
+    st.lists(st.one_of(st.integers(-3, 12), st.integers(-(2**70), 2**70), st.booleans(), st.floats(),
+                       st.text(max_size=3)), max_size=6),
     values,
 )
 mark_bodies = st.one_of(
@@ -37,7 +37,7 @@ mark_bodies = st.one_of(
 @example(path="/api/mark", body='{"op": "process", "query": "\\ud800"}', headers={})
 @example(path="/api/mark", body='{"op": "process", "ids": [99999999999999999999]}', headers={})
 @example(path="/api/unmark", body='{"op": "rename", "query": "id:99999999999999999999"}', headers={})
-def test_marking(library: Library, path: str, body: Any, headers: dict[str, str]) -> None:  # noqa: F811
+def test_marking(library: Library, path: str, body: Any, headers: dict[str, str]) -> None:
     library.check(lambda: library.server.post(path, data=body, headers=headers))
 
 
@@ -49,14 +49,15 @@ params = st.dictionaries(st.sampled_from(["op", "query", "limit", "offset", "sco
 @given(path=st.sampled_from(["/api/preview", "/api/unmarked", "/api/jobs/1/items", "/api/jobs/99/items"]),
        params=params, headers=fuzz_headers)
 @example(path="/api/preview", params={"query": "id:99999999999999999999"}, headers={})
-def test_reading(library: Library, path: str, params: dict[str, str], headers: dict[str, str]) -> None:  # noqa: F811
+def test_reading(library: Library, path: str, params: dict[str, str], headers: dict[str, str]) -> None:
     library.check(lambda: library.server.get(path, params=params, headers=headers))
 
 
 @FUZZ
-@given(host=st.one_of(header_text, st.sampled_from(["localhost", "127.0.0.1", "[::1]", "evil.example", "::1", "[", "]:"])),
+@given(host=st.one_of(header_text, st.sampled_from(["localhost", "127.0.0.1", "[::1]", "evil.example", "::1", "[", "]:"
+                                                  ])),
        path=st.sampled_from(["/unmarked", "/api/jobs", "/api/preview", "/api/mark"]))
-def test_host_headers(library: Library, host: str, path: str) -> None:  # noqa: F811
+def test_host_headers(library: Library, host: str, path: str) -> None:
     method = "post" if path == "/api/mark" else "get"
     send = getattr(library.server, method)
     kwargs: dict[str, Any] = {"headers": {"Host": host}}
