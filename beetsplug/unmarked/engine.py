@@ -516,7 +516,9 @@ class Engine:
 
     def _in_transaction(self, models: Sequence[Any], work: Callable[[Transaction], T]) -> T:
         """``work`` in one all-or-nothing transaction, retried while another
-        process holds the lock; the guard is asked before every attempt.
+        process holds the lock. The guard is asked before every attempt and
+        again inside the transaction, just before COMMIT: the wait for the write
+        lock can be long, and the claim may be lost during it (fencing).
 
         beets' ``store()`` clears dirty flags as it goes; a rolled-back attempt
         must put them back or the retry would store nothing.
@@ -526,7 +528,9 @@ class Engine:
             self.guard()
             try:
                 with atomic(self.lib) as tx:
-                    return work(tx)
+                    done = work(tx)
+                    self.guard()  # an exception here rolls the transaction back
+                    return done
             except LibraryLockedError:
                 restore_dirty_flags(models, dirty)
                 if attempt == self.settings.commit_attempts:

@@ -368,6 +368,12 @@ class JobStore:
         """The running job on this library, if any (its process holds the lock)."""
         return next((job for job in self.list(5) if job["status"] in ACTIVE), None)
 
+    def reported_items(self, job: int) -> set[int]:
+        """Ids of the items the job has reported (an ``item`` event each)."""
+        rows = self._read("SELECT json_extract(data, '$.item_id') AS item FROM events"
+                          " WHERE job = ? AND type = 'item'", (job,))
+        return {row["item"] for row in rows}
+
     def events_after(self, job: int, after: int, limit: int = 500) -> builtins.list[tuple[int, str, str]]:
         """(seq, type, json) of the job's events numbered above ``after``."""
         rows = self._read(

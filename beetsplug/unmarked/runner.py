@@ -103,7 +103,11 @@ class Job:
     def run(self, sinks: Sequence[Sink] = ()) -> Summary:
         """Run to the end (or cancel, or a run-ending error); the store records every event."""
         ids = self.select()
-        remaining = ids[self.resume.current:] if self.resume else ids
+        if self.resume:  # what the dead process did not report (a redone item comes out of order)
+            done = self.store.reported_items(self.id)
+            remaining = [item for item in ids if item not in done]
+        else:
+            remaining = ids
         settings, rules = self.config.settings, self.config.rules
         engine = Engine(self.lib, self.op, rules, settings, self.log, journal=Journal(self.store, self.id),
                         force=self.force, guard=self.lock.check)
