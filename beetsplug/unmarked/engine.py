@@ -697,9 +697,10 @@ class Engine:
                 src = album.artpath if album is not None else None
                 if album is None or not src or not _exists(src):
                     continue
-                dest = unique_destination(album.art_destination(src), set())
-                if util.samefile(dest, src):
+                wanted = album.art_destination(src)
+                if util.samefile(wanted, src):  # already in place (before a unique name is made up)
                     continue
+                dest = unique_destination(wanted, set())
                 self.guard()
                 intent = self._intend("album", album_id, src, dest)
                 try:
