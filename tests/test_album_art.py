@@ -18,7 +18,7 @@ def test_art_in_place_is_not_renamed_again(env: LibraryEnv) -> None:
     env.beet("rename-unmarked")
     placed = env.lib.get_album(album.id).artpath
     assert placed == env.lib.get_album(album.id).art_destination(placed), "art followed its items"
-    env.beet("modify", "-y", f"id:{items[0].id}", "title=Renamed")  # one item moves, in the same folder
+    env.beet("modify", "-y", "-M", f"id:{items[0].id}", "title=Renamed")  # one item moves, in the same folder
     env.beet("rename-unmarked", "--force")
     assert os.fsdecode(env.item(items[0].id).path).endswith("Renamed.flac")
     again = env.lib.get_album(album.id).artpath
