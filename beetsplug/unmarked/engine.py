@@ -40,6 +40,7 @@ from beets.library import Item
 from beets.util import FilesystemError
 
 from .beets_compat import FileOperationError, dirty_flags, model_from_row, restore_dirty_flags
+from . import CONFIG_DEFAULTS
 from .errors import RunAborted
 from .events import readable
 from .files import remove_partial_copies, unique_destination, write_tags
@@ -121,8 +122,10 @@ class Sink(Protocol):
 
 @dataclass(frozen=True)
 class Settings:
-    batch_size: int = 200
-    batch_seconds: float = 0.5
+    """The engine's knobs; defaults are the plugin's config defaults (one place)."""
+
+    batch_size: int = CONFIG_DEFAULTS["batch_size"]
+    batch_seconds: float = CONFIG_DEFAULTS["batch_seconds"]
     commit_attempts: int = 6  # each waits up to beets' `timeout` for the lock
 
     @classmethod
