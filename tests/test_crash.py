@@ -8,10 +8,9 @@ import signal
 import subprocess
 import time
 
-from beetsplug.unmarked.jobs import JobStore, store_path
-
 from .audio import MESSY_TRACKS
 from .consistency import consistent, files_accounted_for
+from .gates import progress, store
 from .libenv import BEET, LibraryEnv
 
 EXTS = ["flac", "ogg", "mp3"]
@@ -32,27 +31,30 @@ def populate(env: LibraryEnv, count: int) -> None:
 
 
 def killed_run(env: LibraryEnv, op: str, rng: random.Random) -> int:
-    """Start a real `beet OP` and SIGKILL it at a random instant after it has
-    done some items (read from the job store, as another process would)."""
-    store = JobStore(store_path(env.lib))
-    newest = store.list(1)
+    """Start a real `beet OP` and SIGKILL it once it has done or started a
+    random share of its items, read from the job store as another process
+    would (committed items plus those with a journaled intent: item-granular,
+    see gates.py). Aimed by observed progress, not by elapsed time, so the
+    kill lands mid-run on any machine."""
+    jobs = store(env)
+    newest = jobs.list(1)
     before = newest[0]["job"] if newest else 0
+    share = rng.uniform(0.05, 0.7)
     proc = subprocess.Popen([BEET, op], env={**os.environ, "BEETSDIR": str(env.temp_path)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    share = rng.uniform(0.05, 0.7)
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
-        job = store.list(1)
-        if job and job[0]["job"] > before and job[0]["current"] >= share * job[0]["total"]:
-            break
-        time.sleep(0.01)
-    time.sleep(rng.uniform(0, 0.4))  # land anywhere in the next batch
+        job = jobs.list(1)
+        if job and job[0]["job"] > before and job[0]["total"]:
+            if progress(env, job[0]["job"]) >= max(1, round(share * job[0]["total"])):
+                break
+        time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     return proc.wait()
 
 
 def test_kill_minus_nine_then_rerun(env: LibraryEnv) -> None:
-    """Six runs killed at random instants; each has all 500 items to move and
+    """Six runs killed at random points; each has all 500 items to move and
     retag (the naming scheme and feat spelling change before every run)."""
     populate(env, 500)
     rng = random.Random(1234)

@@ -1,20 +1,23 @@
-"""Faults during real runs: files that vanish or rot, a full disk, odd names, a busy library."""
+"""Faults during real runs: files that vanish or rot, a full disk, odd names, a busy library.
+
+A fault meant to hit a run mid-way is applied while the run is held there by
+the library's write lock (tests/gates.py), not while it happens to be slow.
+"""
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
-from beetsplug.unmarked.jobs import JobStore, store_path
-
 from .audio import make_track
 from .consistency import consistent
+from .gates import in_flight, library_write_lock, off_the_library, running_job, wait_for, wait_in_flight
 from .libenv import BEET, LibraryEnv, audio_files
 from .servers import beet_web, web_settings
 from .test_web_api import add_many
@@ -25,32 +28,32 @@ def start_cli(env: LibraryEnv, *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_progress(env: LibraryEnv, proc: subprocess.Popen[str], timeout: float = 30) -> None:
-    """Until the run has committed its first items (read from the job store)."""
-    store = JobStore(store_path(env.lib))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        active = store.active()
-        if active and active["current"] > 0:
-            return
+def wait_at_work(env: LibraryEnv, proc: subprocess.Popen[str], timeout: float = 30) -> int:
+    """Until the run has selected its items and started on one (journaled it)."""
+
+    def alive() -> None:
         assert proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
-    raise AssertionError("the run made no progress")
+
+    return wait_in_flight(env, timeout=timeout, alive=alive)
 
 
 def test_files_that_vanish_or_rot_after_selection(env: LibraryEnv) -> None:
-    ids = add_many(env, 400)
-    vanishing, rotting = env.item(ids[-1]), env.item(ids[-2])  # the run reaches these last
-    run = start_cli(env, "process-unmarked")
-    wait_for_progress(env, run)
-    os.remove(vanishing.path)
-    Path(os.fsdecode(rotting.path)).write_bytes(os.urandom(3000))
+    batch = 5
+    env.configure(unmarked={"batch_size": batch})
+    ids = add_many(env, 4 * batch)
+    vanishing, rotting = env.item(ids[-1]), env.item(ids[-2])  # in the run's last batch
+    with library_write_lock(env):  # the run waits at its first commit: the last batch is not loaded yet
+        run = start_cli(env, "process-unmarked")
+        wait_at_work(env, run)
+        os.remove(vanishing.path)
+        Path(os.fsdecode(rotting.path)).write_bytes(os.urandom(3000))
+        assert in_flight(env) <= batch and running_job(env)["current"] == 0, "held in the first batch"
     out, err = run.communicate(timeout=120)
 
     assert run.returncode == 1
     assert f"file not found: {os.fsdecode(vanishing.path)}" in err
     assert f"error reading {os.fsdecode(rotting.path)}" in err
-    assert "400 processed, 398 succeeded, 2 failed" in out
+    assert "20 processed, 18 succeeded, 2 failed" in out
     assert env.beet_ids("unmarked:true") == sorted([vanishing.id, rotting.id])
     assert env.item(rotting.id).path == rotting.path and os.path.exists(rotting.path)
     env.item(vanishing.id).remove()  # the user deleted it; the rest must be in order
@@ -132,7 +135,8 @@ def test_paths_near_the_length_limit(env: LibraryEnv) -> None:
     deep = env.incoming
     for n in range(15):  # ~3.8 kB of directory names, near Linux's 4096-byte PATH_MAX
         deep = deep / (f"{n:02d}" + "d" * 250)
-    track = env.add_track("f" * 240 + ".flac", {"title": "T" * 400, "artist": "A" * 300, "album": "B" * 300}, where=deep)
+    tags = {"title": "T" * 400, "artist": "A" * 300, "album": "B" * 300}
+    track = env.add_track("f" * 240 + ".flac", tags, where=deep)
     assert len(os.fsencode(track.path)) > 3900
     result = env.beet("process-unmarked")
     assert "1 succeeded" in result.stdout
@@ -152,32 +156,52 @@ def test_tags_cannot_steer_a_file_out_of_the_library(env: LibraryEnv) -> None:
     assert not Path("/tmp/escaped.mp3").exists()
 
 
+def collect(stream: IO[str] | None, lines: list[str]) -> None:
+    """Gather a process's output lines as they come."""
+    assert stream is not None
+    for line in stream:
+        lines.append(line)
+
+
 def test_library_locked_past_the_timeout_mid_job(env: LibraryEnv) -> None:
-    add_many(env, 300)
-    run = start_cli(env, "process-unmarked")
-    wait_for_progress(env, run)
-    holder = sqlite3.connect(env.settings["library"], isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # another writer, for longer than beets' 5 s timeout
-    time.sleep(7)
-    holder.execute("ROLLBACK")
-    holder.close()
-    out, err = run.communicate(timeout=120)
-    assert run.returncode == 0, err
+    """Another writer holds the library while the run has files moved and
+    retagged but not recorded, longer than beets' 5 s timeout."""
+    env.configure(unmarked={"batch_size": 5})
+    add_many(env, 20)
+    lines: list[str] = []
+    with library_write_lock(env):
+        run = start_cli(env, "process-unmarked")
+        reader = threading.Thread(target=collect, args=(run.stderr, lines), daemon=True)
+        reader.start()
+        wait_at_work(env, run)
+        wait_for(lambda: any("library locked; retrying" in line for line in lines),
+                 "a commit that waited past the timeout", timeout=60)
+    out = run.stdout.read() if run.stdout else ""
+    assert run.wait(timeout=120) == 0, "".join(lines)
+    reader.join(timeout=10)
+    err = "".join(lines)
     assert "library locked; retrying" in err
-    assert "300 succeeded, 0 failed" in out
+    assert "20 succeeded, 0 failed" in out
     assert env.beet_ids("unmarked:true") == [], "no marker write lost"
     consistent(env, env.incoming, env.lib_path)
 
 
 def test_beet_ls_and_modify_in_other_terminals_during_a_job(env: LibraryEnv) -> None:
-    ids = add_many(env, 500)
-    run = start_cli(env, "process-unmarked")
-    wait_for_progress(env, run)
+    env.configure(unmarked={"batch_size": 5})
+    ids = add_many(env, 20)
     others = []
+    with library_write_lock(env) as gate:
+        run = start_cli(env, "process-unmarked")
+        wait_at_work(env, run)
+        with off_the_library(env, gate):  # mid-run, between two of its steps (see gates.py)
+            others.append(env.beet("ls", "-f", "$id", "unmarked:true", check=False))
+            others.append(env.beet("modify", "-y", "-W", "-M", "comments=touched 0", f"id:{ids[-1]}", check=False))
+            assert run.poll() is None, "the job was running all along"
     while run.poll() is None:
         others.append(env.beet("ls", "-f", "$id", "unmarked:true", check=False))
-        others.append(env.beet("modify", "-y", "-W", "-M", f"comments=touched {len(others)}", f"id:{ids[-1]}", check=False))
-    out, err = run.communicate()
+        others.append(env.beet("modify", "-y", "-W", "-M", f"comments=touched {len(others)}", f"id:{ids[-1]}",
+                               check=False))
+    _out, err = run.communicate()
     assert run.returncode == 0, err
     assert len(others) >= 2 and all(o.returncode == 0 for o in others), [o.stderr for o in others if o.returncode]
     assert env.beet_ids("unmarked:true") == []

@@ -1,4 +1,8 @@
-"""Many SSE clients at once, some of which never read: the job and the readers are unharmed."""
+"""Many SSE clients at once, some of which never read: the job and the readers are unharmed.
+
+All clients attach while the library's write lock holds the job at its start
+(tests/gates.py), so every one of them is there for all of its events.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from .gates import library_write_lock, store
 from .libenv import LibraryEnv
 from .servers import Server, beet_web, web_settings
 from .sse_client import EventSource
@@ -36,16 +41,26 @@ def test_twenty_clients_half_of_them_stalled(env: LibraryEnv) -> None:
     stalled: list[socket.socket] = []
     try:
         baseline = rss_mib(server.proc.pid)
-        job = server.post("/api/jobs", json={"op": "process"}).json()
-        stalled = [stalled_client(server, job["events"]) for _ in range(10)]
         results: list[list[int]] = []
+        attached = threading.Semaphore(0)
 
         def read() -> None:
-            results.append([event.id for event in EventSource(server.url(job["events"])).events()])
+            ids = []
+            for event in EventSource(server.url(job["events"])).events():
+                ids.append(event.id)
+                if len(ids) == 1:
+                    attached.release()
+            results.append(ids)
 
-        readers = [threading.Thread(target=read) for _ in range(10)]
-        for reader in readers:
-            reader.start()
+        with library_write_lock(env):
+            job = server.post("/api/jobs", json={"op": "process"}).json()
+            stalled = [stalled_client(server, job["events"]) for _ in range(10)]
+            readers = [threading.Thread(target=read) for _ in range(10)]
+            for reader in readers:
+                reader.start()
+            for _ in readers:
+                assert attached.acquire(timeout=30), "every reader has its stream"
+            assert store(env).get(job["job"])["current"] == 0, "all attached before the first item"
         peak = baseline
         while any(reader.is_alive() for reader in readers):
             peak = max(peak, rss_mib(server.proc.pid))

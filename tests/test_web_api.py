@@ -12,12 +12,12 @@ import requests
 
 from beetsplug.unmarked.jobs import JobStore, store_path
 
-from .test_operations import hold_library
-
 from .consistency import consistent
+from .gates import library_write_lock, store, wait_in_flight
 from .libenv import LibraryEnv
 from .servers import Server, beet_web, web_settings
 from .sse_client import EventSource
+from .test_operations import hold_library
 
 EXTS = ["flac", "ogg", "mp3"]
 
@@ -115,34 +115,54 @@ def test_disconnect_and_resume_with_last_event_id(env: LibraryEnv, server: Serve
     assert [e.id for e in tail] == [151, 152]
 
 
-def test_job_goes_on_when_the_client_leaves(env: LibraryEnv, server: Server) -> None:
-    add_many(env, 120)
-    source = EventSource(server.url("/api/normalize-unmarked?stream=true"), method="POST", body={})
-    start = next(source.one_connection())  # read the start event, then drop the connection (reload)
-    job = start.data["job"]
-    summary = wait_status(server, job, {"completed"})
-    assert summary["current"] == summary["succeeded"] == 120
-    assert server.get("/api/jobs").json()["jobs"][0]["job"] == job
+def test_job_goes_on_when_the_client_leaves(env: LibraryEnv) -> None:
+    """The client leaves while the job is held at its first commit (by the
+    library's write lock): the job still has all its batches to do."""
+    web_settings(env)
+    env.configure(unmarked={"batch_size": 2})
+    add_many(env, 20)
+    server = beet_web(env)
+    try:
+        with library_write_lock(env):
+            source = EventSource(server.url("/api/normalize-unmarked?stream=true"), method="POST", body={})
+            start = next(source.one_connection())  # read the start event, then drop the connection (reload)
+            job = start.data["job"]
+            assert store(env).get(job)["current"] == 0, "the client left before any item was reported"
+        summary = wait_status(server, job, {"completed"})
+        assert summary["current"] == summary["succeeded"] == 20
+        assert server.get("/api/jobs").json()["jobs"][0]["job"] == job
+    finally:
+        server.stop()
     assert env.beet_ids("unmarked:normalize") == []
 
 
-def test_cancel_stops_before_the_next_item(env: LibraryEnv, server: Server) -> None:
-    add_many(env, 400)
-    job = server.post("/api/jobs", json={"op": "process"}).json()["job"]
-    source = EventSource(server.url(f"/api/jobs/{job}/events"))
-    events = []
-    for event in source.events():
-        events.append(event)
-        if event.type == "item" and len(events) == 2:
+def test_cancel_stops_before_the_next_item(env: LibraryEnv) -> None:
+    """The cancel comes when every item of the first batch has been started
+    (the library's write lock holds the batch's commit): that batch is done,
+    and no item after it, on any machine."""
+    batch, total = 5, 20
+    web_settings(env)
+    env.configure(unmarked={"batch_size": batch, "batch_seconds": 3600})  # batches bounded by count only
+    add_many(env, total)
+    server = beet_web(env)
+    try:
+        with library_write_lock(env):
+            job = server.post("/api/jobs", json={"op": "process"}).json()["job"]
+            wait_in_flight(env, batch)
             cancelled = server.post(f"/api/jobs/{job}/cancel")
             assert cancelled.status_code == 200 and cancelled.json()["cancel_requested"] is True
+            assert store(env).get(job)["current"] == 0, "held: nothing committed yet"
+        events = list(EventSource(server.url(f"/api/jobs/{job}/events")).events())
+        summary = server.get(f"/api/jobs/{job}").json()
+    finally:
+        server.stop()
     done = events[-1].data
     assert done["status"] == "cancelled"
-    assert 0 < done["succeeded"] < 400
+    assert 0 < done["succeeded"] < total
+    assert done["succeeded"] == batch, "the batch under way is finished, no item after it is started"
     reported = {e.data["item_id"] for e in events if e.type == "item" and e.data["success"]}
     assert len(reported) == done["succeeded"]
     assert marked_ids(env, "renamed") == reported == marked_ids(env, "normalized"), "markers only for items done"
-    summary = server.get(f"/api/jobs/{job}").json()
     assert summary["status"] == "cancelled" and summary["current"] == len(events) - 2
     consistent(env, env.incoming, env.lib_path)
 
