@@ -13,46 +13,24 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import pytest
 
-from beetsplug.unmarked.jobs import JobStore, store_path
+from beetsplug.unmarked.jobs import store_path
 
 from .consistency import consistent
+from .gates import library_write_lock, store, wait_for
 from .libenv import BEET, LibraryEnv
 from .servers import beet_web, gunicorn, web_settings
 from .sse_client import EventSource
 from .test_web_api import add_many, wait_status
 
 
-@contextmanager
-def library_write_lock(env: LibraryEnv) -> Iterator[None]:
-    """Hold the library's SQLite write lock, like another beets process writing."""
-    conn = sqlite3.connect(env.settings["library"], isolation_level=None)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        conn.execute("ROLLBACK")
-        conn.close()
-
-
-def store(env: LibraryEnv) -> JobStore:
-    return JobStore(store_path(env.lib))
-
-
-def wait_until(condition: object, timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_until(condition: Callable[[], object], timeout: float = 30, what: str = "condition") -> None:
+    wait_for(condition, what, timeout)
 
 
 def working(env: LibraryEnv) -> bool:
