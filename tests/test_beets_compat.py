@@ -452,3 +452,10 @@ def test_the_oldest_supported_beets_is_stated_once_everywhere() -> None:
     assert bound and pinned
     assert bound.group(1) == pinned.group(1) == ".".join(map(str, compat.OLDEST_SUPPORTED))
     assert "<" not in re.search(r'"beets[^"]*"', (root / "pyproject.toml").read_text()).group(0)
+
+
+def test_stored_id(lib: Any) -> None:
+    item = lib.items("title:Solo").get()
+    assert compat.stored_id(item) == item.id
+    with pytest.raises(ValueError, match="not in the library"):
+        compat.stored_id(Item(title="new"))

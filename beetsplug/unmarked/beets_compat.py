@@ -67,6 +67,7 @@ __all__ = [
     "rolled_back",
     "show_model_changes",
     "show_path_changes",
+    "stored_id",
     "to_bytes",
     "web_app",
 ]
@@ -357,6 +358,17 @@ def model_from_row(cls: type[M], db: Any, fixed: dict[str, Any], flex: dict[str,
     if awaken is not None:
         return awaken(db, fixed, flex)  # type: ignore[no-any-return]
     return cls(db, fixed_values=fixed, flex_values=flex)  # type: ignore[call-arg]
+
+
+def stored_id(model: Model) -> int:
+    """The id of a model read from the library.
+
+    beets >= 2.13 types ``Model.id`` as ``int | None`` (None until added);
+    every model fetched from the library has one.
+    """
+    if model.id is None:
+        raise ValueError(f"{type(model).__name__} is not in the library")
+    return int(model.id)
 
 
 # --- dirty flags -------------------------------------------------------------

@@ -14,7 +14,7 @@ from beets import dbcore
 from beets.dbcore.query import AndQuery, InvalidQueryArgumentValueError, Query
 from beets.library import Item, Library
 
-from .beets_compat import item_ids, music_dir, parse_query_parts, parse_query_string
+from .beets_compat import item_ids, music_dir, parse_query_parts, parse_query_string, stored_id
 from .markers import unmarked_query
 
 if TYPE_CHECKING:
@@ -68,4 +68,4 @@ def load_items(lib: Library, ids: Sequence[int]) -> dict[int, Item]:
     """Fetch one batch of items by id; ids that vanished are simply absent."""
     if not ids:
         return {}
-    return {item.id: item for item in lib.items(IdsQuery(ids))}
+    return {stored_id(item): item for item in lib.items(IdsQuery(ids))}
