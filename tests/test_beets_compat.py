@@ -459,3 +459,12 @@ def test_stored_id(lib: Any) -> None:
     assert compat.stored_id(item) == item.id
     with pytest.raises(ValueError, match="not in the library"):
         compat.stored_id(Item(title="new"))
+
+
+def test_show_model_changes_falls_back_on_another_signature(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(ui, "show_model_changes", lambda new, old, columns: None)  # no `fields`
+    monkeypatch.setattr(compat, "_noticed", set())
+    compat.show_model_changes(Item(title="b"), Item(title="a"), ["title"])
+    assert "title: 'a' -> 'b'" in capsys.readouterr().out

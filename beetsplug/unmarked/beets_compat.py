@@ -17,6 +17,7 @@ line, at run time) and every other command keeps working.
 from __future__ import annotations
 
 import glob
+import inspect
 import os
 import re
 import sqlite3
@@ -426,16 +427,21 @@ def show_model_changes(new: Item, old: Item, fields: Sequence[str]) -> None:
     ``field: old -> new`` line per field.
     """
     helper = getattr(ui, "show_model_changes", None)
-    if helper is not None:
-        try:
-            helper(new, old, fields=list(fields))
-            return
-        except TypeError:  # a changed signature: fall through
-            pass
+    if helper is not None and _accepts(helper, new, old, fields=list(fields)):
+        helper(new, old, fields=list(fields))
+        return
     notice("show_model_changes", f"{_beets()} has no usable show_model_changes: tag changes are shown plainly")
     ui.print_(format(old))
     for field in fields:
         ui.print_(f"  {field}: {old.get(field)!r} -> {new.get(field)!r}")
+
+
+def _accepts(func: Any, *args: Any, **kwargs: Any) -> bool:
+    try:
+        inspect.signature(func).bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 # --- beets' web plugin -------------------------------------------------------
