@@ -190,3 +190,14 @@ def test_sql_clause_agrees_with_python_match(env: LibraryEnv, pattern: str, nega
     assert by_sql, "every pattern selects something in this fixture"
     if negate:
         assert isinstance(query.subqueries[0], NotQuery)
+
+
+def test_markers_are_not_written_for_items_that_no_longer_exist(env: LibraryEnv) -> None:
+    """Ids selected earlier, one item removed since: no orphan attribute row."""
+    ids = [item.id for item in env.add_tracks([("a.flac", {"title": "A"}), ("b.flac", {"title": "B"})])]
+    env.lib.get_item(ids[1]).remove()
+    counts = markers.set_markers(env.lib, ids, ["renamed"])
+    assert counts == {"renamed": 1}
+    with sqlite3.connect(env.settings["library"]) as conn:
+        rows = conn.execute("SELECT entity_id FROM item_attributes WHERE key = 'renamed'").fetchall()
+    assert rows == [(ids[0],)]

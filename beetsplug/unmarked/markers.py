@@ -101,10 +101,12 @@ def set_markers(
     with atomic(lib) as tx:
         for field in fields:
             before = _total_changes(tx)
+            # Only for items that exist at commit time: an item deleted since the
+            # ids were selected must not get an orphan attribute row.
             tx.mutate_many(
                 "INSERT OR IGNORE INTO item_attributes (entity_id, key, value) "
-                "VALUES (?, ?, ?)",
-                [(item_id, field, value) for item_id in ids],
+                "SELECT id, ?, ? FROM items WHERE id = ?",
+                [(field, value, item_id) for item_id in ids],
             )
             counts[field] = _total_changes(tx) - before
     _announce(lib, ids, counts)
