@@ -23,15 +23,34 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 BEET = str(BIN / "beet")
+GNU_TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
 
 
 @dataclass
 class Measured:
-    """Wall time of a whole command and the fsync/fdatasync calls it made."""
+    """Wall time of a whole command and the fsync/fdatasync calls it made;
+    with GNU time available, also its CPU seconds (user + sys, children
+    included) and peak resident set size (the largest single process)."""
 
     seconds: float
     fsyncs: int
     output: str = ""
+    cpu_seconds: float | None = None
+    peak_rss_mib: float | None = None
+    work_seconds: float | None = None  # the floor's own timing of its work, without start-up
+
+    @property
+    def cpu_use(self) -> float | None:
+        """(user + sys) / wall: 1.0 is one core busy the whole time."""
+        return None if self.cpu_seconds is None else self.cpu_seconds / self.seconds
+
+    def __add__(self, other: Measured) -> Measured:
+        """Two commands run one after the other, as one."""
+        cpu = None if self.cpu_seconds is None or other.cpu_seconds is None else self.cpu_seconds + other.cpu_seconds
+        rss = None if self.peak_rss_mib is None or other.peak_rss_mib is None \
+            else max(self.peak_rss_mib, other.peak_rss_mib)
+        return Measured(self.seconds + other.seconds, self.fsyncs + other.fsyncs, self.output + other.output,
+                        cpu, rss)
 
 
 def write_config(beetsdir: Path, music: Path, extra: dict | None = None) -> Path:
@@ -99,8 +118,11 @@ def run_measured(cmd: list[str], beetsdir: Path, extra_env: dict | None = None, 
     """
     env = {**os.environ, "BEETSDIR": str(beetsdir), "HOME": str(beetsdir), **(extra_env or {})}
     summary = beetsdir / "strace.txt"
+    usage = beetsdir / "time.txt"
     prefix = ["strace", "-f", "--seccomp-bpf", "-c", "-o", str(summary), "-e", "trace=fsync,fdatasync"]
-    full = (prefix if count_fsync and shutil.which("strace") else []) + cmd
+    # GNU time inside strace: its rusage is the command's (and its children's), not strace's
+    timer = [GNU_TIME, "-o", str(usage), "-f", "%U %S %M"] if GNU_TIME else []
+    full = (prefix if count_fsync and shutil.which("strace") else []) + timer + cmd
     start = time.perf_counter()
     result = subprocess.run(full, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -110,7 +132,12 @@ def run_measured(cmd: list[str], beetsdir: Path, extra_env: dict | None = None, 
     if count_fsync and summary.exists():
         fsyncs = sum(int(n) for n, _ in _STRACE_TOTAL.findall(summary.read_text()))
         summary.unlink()
-    return Measured(seconds, fsyncs, result.stdout + result.stderr)
+    cpu = rss = None
+    if timer and usage.exists():
+        user, system, kib = usage.read_text().split()[-3:]  # a non-zero exit adds a line before
+        cpu, rss = float(user) + float(system), int(kib) / 1024
+        usage.unlink()
+    return Measured(seconds, fsyncs, result.stdout + result.stderr, cpu, rss)
 
 
 def child_json(output: str) -> dict:
