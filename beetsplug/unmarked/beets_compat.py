@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from beets.dbcore.db import Model, Transaction
     from beets.dbcore.query import Query
     from beets.library import Item, Library
+    from beets.library.models import LibModel
     from flask import Flask
 
 __all__ = [
@@ -42,7 +43,9 @@ __all__ = [
     "FILE_ERROR_TEXT_BACKPORTED",
     "OLDEST_SUPPORTED",
     "FileOperationError",
+    "ReadError",
     "UserError",
+    "WriteError",
     "all_or_nothing",
     "begin",
     "begin_immediate",
@@ -54,6 +57,8 @@ __all__ = [
     "item_ids",
     "item_ids_sql",
     "library_file",
+    "listens",
+    "media_fields",
     "model_from_row",
     "move_temp_prefix",
     "music_dir",
@@ -62,12 +67,14 @@ __all__ = [
     "parse_query_parts",
     "parse_query_string",
     "partial_copy_pattern",
+    "path_format_chooser",
     "refresh_library_config",
     "restore_dirty_flags",
     "rollback",
     "rolled_back",
     "show_model_changes",
     "show_path_changes",
+    "store_many",
     "stored_id",
     "to_bytes",
     "web_app",
@@ -499,6 +506,131 @@ def partial_copy_pattern(dst: bytes) -> bytes:
     killed mid-copy."""
     directory, name = os.path.split(dst)
     return os.path.join(glob.escape(directory), glob.escape(move_temp_prefix() + name) + b".*.beets")
+
+
+# --- a run's hot path (issue 12): the same results as beets' per-item calls, for less -----
+
+PF_KEY_DEFAULT = "default"  # the default path format's key in every release
+
+def listens(event: str) -> bool:
+    """Whether a loaded plugin listens to ``event``.
+
+    beets 2.10-2.14 keep every listener in the class attribute
+    ``BeetsPlugin.listeners`` (event -> list), which ``plugins.send`` walks.
+    No public alternative. If that attribute is gone, every event counts as
+    listened to: callers then take beets' own (slower, complete) path.
+    """
+    from beets.plugins import BeetsPlugin
+
+    table = getattr(BeetsPlugin, "listeners", None)
+    if not isinstance(table, dict):  # pragma: no cover - a future layout
+        notice("listeners", f"{_beets()} keeps plugin listeners elsewhere: tags are written by beets' Item.write")
+        return True
+    return bool(table.get(event))  # .get: the defaultdict gains no entry
+
+
+def media_fields() -> frozenset[str]:
+    """The item fields ``Item.write`` writes to files.
+
+    beets 2.10-2.14: ``Item._media_fields`` (private), the item fields that
+    mediafile can read. Without it, that same intersection computed here.
+    """
+    known = getattr(library.Item, "_media_fields", None)
+    if known is None:  # pragma: no cover - a future layout
+        from mediafile import MediaFile
+
+        known = set(MediaFile.readable_fields()) & set(library.Item._fields)
+    return frozenset(known)
+
+
+try:  # public: in beets.library.__all__ in 2.10-2.14
+    from beets.library import ReadError, WriteError
+except ImportError:  # pragma: no cover - a future layout
+    from beets.library.exceptions import ReadError, WriteError  # type: ignore[no-redef]
+
+
+def path_format_chooser(lib: Library) -> Any:
+    """A function giving the destination of an item, as ``item.destination()``
+    does, with the library's path-format queries parsed once instead of once
+    per item.
+
+    ``Item.destination`` (beets 2.10-2.14) parses every non-default query in
+    ``lib.path_formats`` on each call, takes the first format whose query
+    matches, else the default one, then evaluates it. Here the choice is made
+    with queries parsed up front, and ``destination(path_formats=[(default,
+    chosen)])`` (public) does the rest, so templates, ``asciify_paths``,
+    ``replace`` and truncation stay beets' own. Must be called where the
+    library's paths expand (``music_dir``): a path query needs the root.
+    The default format's key is ``"default"`` (``PF_KEY_DEFAULT``, in
+    ``beets.library.queries`` up to 2.13, ``beets.util.pathformats`` since).
+    """
+    formats = list(lib.path_formats)
+    queries = [(parse_query_string(query, library.Item)[0], fmt)
+               for query, fmt in formats if query != PF_KEY_DEFAULT]
+    default = next((fmt for query, fmt in formats if query == PF_KEY_DEFAULT), None)
+
+    def destination(item: Item) -> bytes:
+        for query, fmt in queries:
+            if query.match(item):
+                break
+        else:
+            if default is None:  # beets asserts the same
+                return item.destination()
+            fmt = default
+        return item.destination(path_formats=[(PF_KEY_DEFAULT, fmt)])
+
+    return destination
+
+
+def store_many(tx: Transaction, models: Sequence[LibModel]) -> None:
+    """``model.store()`` for each model, inside the caller's transaction, as a
+    few ``executemany`` statements instead of several statements per model.
+
+    The same rows as beets' ``Model.store`` (2.10-2.14, ``dbcore/db.py``):
+    the dirty fixed fields (``_type(key).to_sql(model[key])``) updated, dirty
+    flexible attributes inserted (the table replaces on conflict), dirty keys
+    that are neither deleted; dirty flags cleared; and, as ``LibModel.store``
+    does, ``database_change`` sent for each model. Private names: ``_dirty``,
+    ``_fields``, ``_values_flex``, ``_type``, ``_table``, ``_flex_table``.
+    The public alternative is ``store()`` per model.
+    """
+    from beets import plugins
+
+    updates: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
+    inserts: dict[str, list[tuple[Any, ...]]] = {}
+    deletes: dict[str, list[tuple[Any, ...]]] = {}
+    for model in models:
+        dirty = set(model._dirty)
+        fixed = tuple(sorted(key for key in dirty if key != "id" and key in model._fields))
+        if fixed:
+            values = [model._type(key).to_sql(model[key]) for key in fixed]
+            updates.setdefault((model._table, fixed), []).append((*values, model.id))
+        flex = model._values_flex
+        for key in dirty.difference(fixed):
+            if key in flex:
+                inserts.setdefault(model._flex_table, []).append((model.id, key, model._type(key).to_sql(flex[key])))
+            else:
+                deletes.setdefault(model._flex_table, []).append((model.id, key))
+    many = getattr(tx, "mutate_many", None)
+    for (table, fields), rows in updates.items():
+        _many(tx, many, f"UPDATE {table} SET {','.join(f'{key}=?' for key in fields)} WHERE id=?", rows)
+    for table, rows in inserts.items():
+        _many(tx, many, f"INSERT INTO {table} (entity_id, key, value) VALUES (?, ?, ?)", rows)
+    for table, rows in deletes.items():
+        _many(tx, many, f"DELETE FROM {table} WHERE entity_id=? AND key=?", rows)
+    for model in models:
+        model.clear_dirty()
+        lib = model._db
+        if lib is not None:
+            plugins.send("database_change", lib=lib, model=model)
+
+
+def _many(tx: Transaction, many: Any, statement: str, rows: list[tuple[Any, ...]]) -> None:
+    if many is not None:  # beets 2.10-2.14: Transaction.mutate_many
+        many(statement, rows)
+        return
+    for row in rows:  # pragma: no cover - a release without it
+        tx.mutate(statement, row)
 
 
 # --- beets' test helpers (tests only; imported lazily: they need pytest) -----

@@ -86,9 +86,11 @@ from mediafile import MediaFile, UnreadableFileError
 from mutagen import PaddingInfo
 from mutagen._util import FileThing
 
-from .beets_compat import partial_copy_pattern
+from .beets_compat import ReadError, WriteError, partial_copy_pattern
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from beets.library import Item
 
 # --- unique names -------------------------------------------------------------
@@ -161,6 +163,38 @@ def write_tags(item: Item) -> Route:
     token = _CURRENT.set(write)
     try:
         item.write()
+    finally:
+        _CURRENT.reset(token)
+    return write.route
+
+
+def write_fields(path: bytes, tags: Mapping[str, Any], id3v23: bool) -> Route:
+    """Write only ``tags`` (mediafile field -> value; None deletes) to the
+    file at ``path``, by the same untearable routes; returns the route.
+
+    What ``Item.write`` does with the file, restricted to these fields:
+    ``MediaFile(path, id3v23=...)``, ``update(tags)``, ``save()``, with beets'
+    errors (``ReadError`` when the file cannot be read, ``WriteError`` when it
+    cannot be saved; the file is unchanged then). mediafile sets each field it
+    is given and leaves the others as they are, so this costs a fraction of a
+    full write (~0.2 ms vs ~1.1 ms a file). beets' ``write`` and
+    ``after_write`` events are the caller's to send: a process with no other
+    plugin state than mediafile's can run this.
+    """
+    _install()
+    target = util.syspath(path)
+    write = _Write(os.fsencode(target))
+    token = _CURRENT.set(write)
+    try:
+        try:
+            mediafile = MediaFile(target, id3v23=id3v23)
+        except UnreadableFileError as exc:
+            raise ReadError(path, exc) from exc
+        mediafile.update(dict(tags))
+        try:
+            mediafile.save()
+        except UnreadableFileError as exc:
+            raise WriteError(path, exc) from exc
     finally:
         _CURRENT.reset(token)
     return write.route

@@ -432,6 +432,14 @@ class JobStore:
                 (job, kind, entity, src, dst),
             ).lastrowid
 
+    def intend_many(self, job: int, entries: Sequence[tuple[str, int, bytes, bytes]]) -> builtins.list[int]:
+        """Several intents ``(kind, entity, src, dst)`` in one transaction; their ids, in order."""
+        if not entries:
+            return []
+        with self._write() as db:
+            return [int(db.execute("INSERT INTO moves (job, kind, entity, src, dst) VALUES (?, ?, ?, ?, ?)",
+                                   (job, *entry)).lastrowid or 0) for entry in entries]
+
     def forget(self, move_ids: Sequence[int]) -> None:
         if not move_ids:
             return
