@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .beets_compat import library_file
 from .claim import file_identity
 from .errors import ClaimLost, StoreError
 from .events import done_event, failure_entry
@@ -471,7 +472,7 @@ _stores_lock = threading.Lock()
 
 
 def store_path(lib: Library) -> str:
-    path = os.fsdecode(lib.path)
+    path = library_file(lib)
     if path == ":memory:":  # an in-memory library: a private store for this process
         return os.path.join(tempfile.gettempdir(), f"beets-unmarked-{os.getpid()}-{id(lib)}.db")
     return path + "-unmarked.db"

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import beets
 from beets import util
 
+from .beets_compat import music_dir
 from .files import remove_partial_copies, remove_stale_temps, write_tags
 from .transaction import atomic
 
@@ -52,7 +53,7 @@ def reconcile(lib: Library, store: JobStore, exclude_job: int | None = None, log
     if not intents:
         return 0
     log = log or _quiet
-    with lib.music_dir_context():
+    with music_dir(lib):
         repaired = _repair_paths(lib, [i for i in intents if i.kind in PATH_FIELD], log)
         rewritten = _rewrite_tags(lib, [i for i in intents if i.kind == "tags"], log)
     store.forget([intent.id for intent in intents])

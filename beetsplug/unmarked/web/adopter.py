@@ -20,6 +20,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from ..beets_compat import library_file, music_dir
 from ..errors import ConfigError, StoreError
 from ..runner import JobConfig, adopt, run_in_background
 
@@ -41,7 +42,7 @@ class Adopter:
         self.thread.start()
 
     def _loop(self) -> None:
-        with self.lib.music_dir_context():  # paths expand in this thread too
+        with music_dir(self.lib):  # paths expand in this thread too
             while True:
                 self._once()
                 time.sleep(ADOPT_EVERY)
@@ -68,7 +69,7 @@ _lock = threading.Lock()
 
 def serve_library(lib: Library, plugin: UnmarkedPlugin) -> None:
     """Make sure this process adopts orphaned web jobs of ``lib`` (idempotent, cheap)."""
-    key = os.fsdecode(lib.path)
+    key = library_file(lib)
     adopter = _adopters.get(key)
     if adopter is not None and adopter.pid == os.getpid():
         return

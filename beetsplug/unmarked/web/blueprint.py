@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 import beets
 import flask
-from beets import context
 from flask import Blueprint, jsonify, request
 
+from ..beets_compat import bind_music_dir
 from ..errors import ConfigError, StoreError
 from ..jobs import store_for
 from ..runner import JobConfig
@@ -70,7 +70,7 @@ def _guard() -> None:
         raise ApiError(403, f"this server does not answer for the host {request.host!r}; if it is meant to, "
                             "add it to `unmarked: {allowed_hosts: [...]}` in the beets config")
     # beets expands stored paths with a per-thread context: set it for this thread.
-    context.set_music_dir(lib().directory)
+    bind_music_dir(lib())
     serve_library(lib(), state.plugin)  # this process is a server: it adopts orphaned web jobs
 
 
