@@ -21,9 +21,12 @@ import fcntl
 import os
 import time
 import weakref
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .errors import ClaimLost
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _open(path: str) -> int:

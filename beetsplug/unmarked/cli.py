@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import optparse
 import shutil
 import sys
 import time
@@ -22,6 +21,8 @@ from .runner import JobConfig, open_job
 from .selection import parse_query, select_ids, work_query
 
 if TYPE_CHECKING:
+    import optparse
+
     from beets.library import Library
 
     from . import UnmarkedPlugin

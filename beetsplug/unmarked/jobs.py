@@ -15,7 +15,6 @@ it becomes a ``StoreError`` that names the file and what to do.
 
 from __future__ import annotations
 
-import builtins  # JobStore.list shadows the builtin inside the class
 import json
 import os
 import socket
@@ -24,7 +23,6 @@ import tempfile
 import threading
 import time
 from array import array
-from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,6 +33,9 @@ from .errors import ClaimLost, StoreError
 from .events import done_event, failure_entry
 
 if TYPE_CHECKING:
+    import builtins  # JobStore.list shadows the builtin inside the class
+    from collections.abc import Iterator, Sequence
+
     from beets.library import Library
 
 ACTIVE = ("queued", "running")

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import confuse
@@ -34,6 +32,9 @@ from .operations import get_operation
 from .selection import select_ids, work_query
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import TracebackType
+
     from beets.library import Library
     from beets.logging import BeetsLogger
 
