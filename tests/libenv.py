@@ -91,7 +91,8 @@ class LibraryEnv(PluginMixin, TestHelper):
 
     # --- the real command --------------------------------------------------
 
-    def beet(self, *args: str, check: bool = True, timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    def beet(self, *args: str, check: bool = True, timeout: float = 120,
+             **kwargs: Any) -> subprocess.CompletedProcess[str]:
         """Run the installed ``beet`` against this library's config."""
         env = {**os.environ, "BEETSDIR": str(self.temp_path), "HOME": str(self.temp_path)}
         env.update(kwargs.pop("env", {}))

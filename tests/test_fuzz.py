@@ -23,8 +23,9 @@ FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=list(Heal
 # What an HTTP client can send at all: printable ASCII without leading space.
 header_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40).map(str.lstrip)
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                      max_leaves=6)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6)
 queries = st.one_of(st.text(max_size=40), st.sampled_from([
     "path:\x00", "title::(", "year:abc..", "added:2020..xyz", "\"unclosed", "unmarked:", "^", ",", "id:1e999",
     "length:1:2", "path:/etc", "artist:Artist unmarked:true",
@@ -93,26 +94,28 @@ def test_job_creation(library: Library, body: Any, headers: dict[str, str]) -> N
 
 
 @FUZZ
-@given(name=st.sampled_from(["process", "rename", "normalize", "tidy", ""]), stream=st.sampled_from(["", "true", "1", "x"]),
-       body=bodies, headers=fuzz_headers)
+@given(name=st.sampled_from(["process", "rename", "normalize", "tidy", ""]),
+       stream=st.sampled_from(["", "true", "1", "x"]), body=bodies, headers=fuzz_headers)
 def test_operation_calls(library: Library, name: str, stream: str, body: Any, headers: dict[str, str]) -> None:
     path = f"/api/{name}-unmarked" + (f"?stream={stream}" if stream else "")
 
     def send() -> requests.Response:
         response = library.server.post(path, data=body, headers=headers, stream=True)
-        response.content  # read streams to their end (the job finishes)  # noqa: B018
+        response.content  # read streams to their end (the job finishes)
         return response
 
     library.check(send)
 
 
 @FUZZ
-@given(job=st.one_of(st.integers(-5, 10**20).map(str), st.text(max_size=20)), action=st.sampled_from(["", "/cancel", "/events"]),
-       headers=fuzz_headers, after=st.one_of(st.none(), header_text))
+@given(job=st.one_of(st.integers(-5, 10**20).map(str), st.text(max_size=20)),
+       action=st.sampled_from(["", "/cancel", "/events"]), headers=fuzz_headers,
+       after=st.one_of(st.none(), header_text))
 @example(job="\u00b2", action="", headers={}, after=None)  # '²'.isdigit() is true; int() refuses it
 @example(job=str(10**20), action="", headers={}, after=None)  # too large for SQLite
 @example(job="1", action="/events", headers={}, after="\u0661")  # an Arabic-Indic digit
-def test_job_ids_and_resume_points(library: Library, job: str, action: str, headers: dict[str, str], after: str | None) -> None:
+def test_job_ids_and_resume_points(library: Library, job: str, action: str, headers: dict[str, str],
+                                   after: str | None) -> None:
     path = f"/api/jobs/{quote(job, safe='')}{action}" + ("" if after is None else f"?after={quote(after)}")
     if action == "/cancel":
         library.check(lambda: library.server.post(path, headers=headers))
@@ -121,7 +124,8 @@ def test_job_ids_and_resume_points(library: Library, job: str, action: str, head
 
 
 @FUZZ
-@given(params=st.dictionaries(st.sampled_from(["op", "query", "limit", "offset", "x"]), st.one_of(queries, header_text), max_size=4))
+@given(params=st.dictionaries(st.sampled_from(["op", "query", "limit", "offset", "x"]),
+                              st.one_of(queries, header_text), max_size=4))
 def test_listing_parameters(library: Library, params: dict[str, str]) -> None:
     library.check(lambda: library.server.get("/api/unmarked", params=params))
 

@@ -70,7 +70,7 @@ def test_multi_valued_fields_and_what_changed() -> None:
     assert model["genres"] == ["Rock", "Jazz Fusion"]
 
 
-pieces = st.sampled_from(list("abcAB ée\u0301\t\u00a0'\u2019\u201c()[]") + ["ft. ", "Feat ", "featuring ", "the "])
+pieces = st.sampled_from([*list("abcAB éé\t\xa0'’“()[]"), "ft. ", "Feat ", "featuring ", "the "])
 
 
 @given(text=st.lists(pieces, max_size=30).map("".join))

@@ -9,6 +9,7 @@ import pty
 import sqlite3
 import struct
 import subprocess
+import sys
 import termios
 import unicodedata
 from pathlib import Path
@@ -264,9 +265,10 @@ def test_a_claim_left_by_a_killed_process_does_not_block(env: LibraryEnv) -> Non
     code = ("import logging, sys; from beets import config; from beetsplug.unmarked.runner import JobConfig, open_job;"
             "from beetsplug.unmarked.operations import OPERATIONS; from beets.library import Library;"
             "from beetsplug.unmarked import UnmarkedPlugin; config.read(); lib = Library(sys.argv[1], sys.argv[2]);"
-            "job = open_job(lib, OPERATIONS['process'], '', False, 'cli', JobConfig.from_plugin(UnmarkedPlugin().config),"
-            " logging.getLogger('beets')); print(job.id, flush=True); import os; os._exit(0)")
-    claimer = subprocess.run(["python", "-c", code, str(env.temp_path / "library.db"), str(env.lib_path)],
+            "job = open_job(lib, OPERATIONS['process'], '', False, 'cli',"
+            " JobConfig.from_plugin(UnmarkedPlugin().config), logging.getLogger('beets'));"
+            " print(job.id, flush=True); import os; os._exit(0)")
+    claimer = subprocess.run([sys.executable, "-c", code, str(env.temp_path / "library.db"), str(env.lib_path)],
                              capture_output=True, text=True, check=True,
                              env={**os.environ, "BEETSDIR": str(env.temp_path)})
     dead = int(claimer.stdout)  # the process exited without ending its job: the kernel freed its lock

@@ -10,8 +10,6 @@ import time
 import pytest
 import requests
 
-from beetsplug.unmarked.jobs import JobStore, store_path
-
 from .consistency import consistent
 from .gates import library_write_lock, store, wait_in_flight
 from .libenv import LibraryEnv

@@ -73,7 +73,7 @@ class UnmarkedPlugin(BeetsPlugin):
     """Markers per item and operation, and the commands that use them."""
 
     item_types = markers.ITEM_TYPES
-    item_queries = {"unmarked": markers.UnmarkedQuery}
+    item_queries = {"unmarked": markers.UnmarkedQuery}  # noqa: RUF012 - beets reads this class attribute as is
 
     def __init__(self) -> None:
         super().__init__()
@@ -104,6 +104,7 @@ class UnmarkedPlugin(BeetsPlugin):
         commit for its items' changes and markers. Re-imports are processed
         again even if they inherited markers.
         """
+        from .beets_compat import stored_id
         from .engine import Settings
         from .operations import OPERATIONS
         from .runner import JobConfig, open_job
@@ -115,7 +116,7 @@ class UnmarkedPlugin(BeetsPlugin):
         # The whole task in one batch: one commit for its items' changes and markers.
         config = replace(config, settings=Settings(batch_size=len(items), batch_seconds=float("inf")))
         with open_job(session.lib, OPERATIONS["process"], f"import of {len(items)} items", True, "import",
-                      config, self._log, ids=[item.id for item in items], wait=self._waiting) as job:
+                      config, self._log, ids=[stored_id(item) for item in items], wait=self._waiting) as job:
             job.run([ImportLog(self)])
 
 

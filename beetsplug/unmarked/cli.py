@@ -59,9 +59,9 @@ def _report(verb: str, op_name: str, matched: int, counts: dict[str, int]) -> No
     ui.print_(f"{matched} item{'s' if matched != 1 else ''} matched ({op_name}): {done}.")
 
 
-def _marker_command(verb: str, help: str, done: str, write: Any) -> ui.Subcommand:
+def _marker_command(verb: str, summary: str, done: str, write: Any) -> ui.Subcommand:
     """`beet mark` / `beet unmark`: one batch write of an operation's markers."""
-    cmd = ui.Subcommand(verb, help=help)
+    cmd = ui.Subcommand(verb, help=summary)
     _add_op_option(cmd.parser)
 
     def func(lib: Library, opts: Any, args: list[str]) -> None:
@@ -168,7 +168,7 @@ def _operation_command(op: Operation, plugin: UnmarkedPlugin) -> ui.Subcommand:
             raise UserError(f"{conflict}; run again with --wait to wait for it"
                             + (f", or {how_to_stop(conflict.active)}" if conflict.active else "")) from None
         try:
-            with job, logging_redirect_tqdm(loggers=[plugin._log.parent]):
+            with job, logging_redirect_tqdm(loggers=[plugin._log.parent] if plugin._log.parent else []):
                 summary = job.run([sink])
         except KeyboardInterrupt:
             ui.print_(f"{op.command}: interrupted; the next run finishes the rest.")

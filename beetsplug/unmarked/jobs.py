@@ -214,11 +214,11 @@ class JobStore:
         now = time.time()
         with self._write() as db:
             self._prune(db)
-            return db.execute(
+            return _inserted(db.execute(
                 "INSERT INTO jobs (op, query, force, origin, status, created, host, pid, heartbeat)"
                 " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
                 (op, query, int(force), origin, now, HOST, os.getpid(), now),
-            ).lastrowid
+            ))
 
     def set_ids(self, job: int, ids: Sequence[int]) -> None:
         """Record the job's items (in order): a job resumed elsewhere needs them."""
@@ -429,10 +429,10 @@ class JobStore:
 
     def intend(self, job: int, kind: str, entity: int, src: bytes, dst: bytes) -> int:
         with self._write() as db:
-            return db.execute(
+            return _inserted(db.execute(
                 "INSERT INTO moves (job, kind, entity, src, dst) VALUES (?, ?, ?, ?, ?)",
                 (job, kind, entity, src, dst),
-            ).lastrowid
+            ))
 
     def intend_many(self, job: int, entries: Sequence[tuple[str, int, bytes, bytes]]) -> builtins.list[int]:
         """Several intents ``(kind, entity, src, dst)`` in one transaction; their ids, in order."""
@@ -451,6 +451,12 @@ class JobStore:
     def pending_moves(self, exclude_job: int | None = None) -> builtins.list[Move]:
         rows = self._read("SELECT * FROM moves WHERE job IS NOT ? ORDER BY id", (exclude_job,))
         return [Move(r["id"], r["job"], r["kind"], r["entity"], bytes(r["src"]), bytes(r["dst"])) for r in rows]
+
+
+def _inserted(cursor: sqlite3.Cursor) -> int:
+    """The rowid of the row an INSERT just made (always set after an INSERT)."""
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
 
 
 def _used(db: sqlite3.Connection) -> int:
