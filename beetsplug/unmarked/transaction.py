@@ -13,7 +13,8 @@ import sqlite3
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from .beets_compat import UserError, begin, begin_immediate, commit, library_file, rollback
+from .beets_compat import UserError, begin_immediate, commit, library_file, rollback
+from .beets_compat import rolled_back as rolled_back  # for --pretend; beets contact lives there
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -50,6 +51,7 @@ def atomic(lib: Library) -> Iterator[Transaction]:
     Must not be nested in another transaction of the same thread. Raises
     ``LibraryLockedError`` when the write lock cannot be had in time.
     """
+    _wait_until_writable(lib)
     with lib.transaction() as tx:
         cache = tx.query("PRAGMA cache_size")[0][0]
         tx.query(f"PRAGMA cache_size = -{BATCH_CACHE_KIB}")
@@ -77,13 +79,26 @@ def _begin_immediate(lib: Library, tx: Transaction) -> None:
         raise
 
 
-@contextmanager
-def rolled_back(lib: Library) -> Iterator[Transaction]:
-    """A root transaction that is always rolled back: for ``--pretend``, which
-    must see its own album changes while computing paths and keep none."""
-    with lib.transaction() as tx:
-        begin(tx)
-        try:
-            yield tx
-        finally:
-            rollback(tx)
+def _wait_until_writable(lib: Library) -> None:
+    """Wait for the library's write lock *outside* beets' transaction.
+
+    beets serialises every root transaction of a process, reads included,
+    behind one lock. Waiting for another program's write lock (up to beets'
+    ``timeout``) inside it would stall every reader of this process (the web
+    page's counts and lists) for as long. So wait here, on a connection of our
+    own, and let it go at once; the commit that follows then finds the lock
+    free (or, if another writer slipped in meanwhile, waits inside as before).
+    """
+    path = library_file(lib)
+    if path == ":memory:":
+        return
+    probe = sqlite3.connect(path, timeout=lib.timeout, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if is_locked_error(exc):
+            raise LibraryLockedError(locked_message(lib)) from exc
+        raise
+    finally:
+        probe.close()
