@@ -285,6 +285,9 @@ def _save_through_copy(mf: MediaFile, save: Any, kwargs: dict[str, Any]) -> None
     except OSError as exc:
         raise UnreadableFileError(name, f"cannot make a copy to write the tags to "
                                         f"({exc.strerror or exc}); the file is unchanged") from exc
+    except BaseException:  # Ctrl-C in the instant between creating the temp and guarding it
+        remove_stale_temps(target)
+        raise
     shown = os.fsdecode(temp)
     try:
         kept, mf.filething = mf.filething, FileThing(None, shown, shown)
