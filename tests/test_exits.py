@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from functools import cache
 from pathlib import Path
@@ -29,7 +29,7 @@ from beets import logging
 from beets.library import Item
 from mediafile import MediaFile
 
-from beetsplug.unmarked.engine import Engine, ItemResult, Journal, Settings, Summary
+from beetsplug.unmarked.engine import FIRST_WAVE, Engine, ItemResult, Journal, Settings, Summary
 from beetsplug.unmarked.errors import ClaimLost, StoreError
 from beetsplug.unmarked.jobs import JobStore, store_path
 from beetsplug.unmarked.normalize import Rules
@@ -362,11 +362,18 @@ class FailingJournal(Journal):
         super().__init__(store, 1)
         self.good = good
 
-    def intend(self, kind: str, entity: int, src: bytes, dst: bytes) -> int:
-        if self.good <= 0:
+    def _spend(self, count: int) -> None:
+        if self.good < count:
             raise StoreError("the job store is unreadable (test)")
-        self.good -= 1
+        self.good -= count
+
+    def intend(self, kind: str, entity: int, src: bytes, dst: bytes) -> int:
+        self._spend(1)
         return super().intend(kind, entity, src, dst)
+
+    def intend_many(self, entries: Sequence[tuple[str, int, bytes, bytes]]) -> list[int]:
+        self._spend(len(entries))
+        return super().intend_many(entries)
 
 
 def engine(env: LibraryEnv, op: str, journal: Journal | None = None, **kwargs: Any) -> Engine:
@@ -463,12 +470,13 @@ def test_a_journal_that_fails_ends_the_run_not_the_item(env: LibraryEnv) -> None
     before = {i.id: (i.path, i.title) for i in env.lib.items()}
     sink = Recorder()
     store = JobStore(store_path(env.lib))
-    # two intents per item (tags, move): the fifth item's move finds the store broken
-    summary = engine(env, "process", journal=FailingJournal(store, good=9)).run(ids, sink)
+    # two intents per item (tags, move), journaled a wave at a time: the first
+    # wave is done whole, the second finds the store broken before its first write
+    summary = engine(env, "process", journal=FailingJournal(store, good=2 * FIRST_WAVE + 1)).run(ids, sink)
     assert summary.status == "failed"
     assert summary.error is not None and summary.error.startswith("the job store is unreadable (test)")
-    assert "the last batch of 5 items was undone on disk" in summary.error
-    assert [r.item_id for _, r in sink.results] == ids[:4], "the run stopped at the fifth item"
+    assert f"the last batch of {FIRST_WAVE} items was undone on disk" in summary.error
+    assert [r.item_id for _, r in sink.results] == ids[:FIRST_WAVE], "the run stopped in its second wave"
     assert all(not r.success and "not recorded" in (r.error or "") for _, r in sink.results)
     untouched(env, before)
 

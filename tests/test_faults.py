@@ -91,7 +91,8 @@ def test_disk_full_during_tag_writes_harms_no_file(env: LibraryEnv, small_disk: 
     before = {f: f.read_bytes() for f in audio_files(small_disk)}
     env.lib.get_item(items[0].id)  # the library itself is not on the small disk
     filler = fill(small_disk)
-    env.beet("modify", "-y", "-M", "comments=" + "c" * 4000, "artist:A")  # tags that need room to grow
+    # titles the rules change into ones that need room to grow (only changed fields are written)
+    env.beet("modify", "-y", "-M", "title=" + "Long  " * 700 + "ft. X", "artist:A")
 
     result = env.beet("normalize-unmarked", check=False)
 

@@ -22,6 +22,7 @@ import mediafile
 import pytest
 from beets.library import Item, WriteError
 
+from beetsplug.unmarked.engine import FIRST_WAVE
 from beetsplug.unmarked.files import _clone_or_copy, _create_temp, remove_stale_temps, stale_temps, write_tags
 from beetsplug.unmarked.jobs import JobStore, Move, store_path
 
@@ -330,7 +331,7 @@ def test_repair_sets_aside_a_file_that_is_gone_and_logs_braces_as_they_are(env: 
 def test_repair_sets_aside_a_move_it_cannot_finish(env: LibraryEnv) -> None:
     """A cross-device move killed after its copy, before removing the source,
     in a directory that has become unwritable: reported and set aside, the run goes on."""
-    braced_tracks(env, 6)
+    braced_tracks(env, FIRST_WAVE)  # the stuck item comes after the first wave's journaled writes
     stuck = add(env, full_track(env.lib_path / "{Stuck}" / "{0}.flac", {"title": "Stuck ft Guest"}, seconds=5))
     env.configure(unmarked={"feat_format": "featuring", "batch_seconds": 30})
     assert stuck.id not in [m.entity for m in kill_with_pending(env)]  # a dead job, as the journal knows it

@@ -123,11 +123,17 @@ class Rules:
             chain.append(self._feat)
         return chain
 
+    @cached_property
+    def _chains(self) -> dict[str, list[Rule]]:
+        return {field: self.chain(field) for field in self.fields}
+
     def text(self, field: str, value: str) -> str:
         """Run the chain until the text settles. A re-run must change nothing,
         and the titlecase library alone is not idempotent ("a'B" -> "A'B" ->
         "A'b"), nor is it after the feat rule ("(feat. the" -> "(feat. The")."""
-        chain = self.chain(field)
+        if not value:
+            return value  # every rule leaves the empty text as it is
+        chain = self._chains.get(field) or self.chain(field)
         for _ in range(SETTLE_ROUNDS):
             before = value
             for rule in chain:
