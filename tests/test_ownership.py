@@ -23,7 +23,7 @@ from beetsplug.unmarked.jobs import store_path
 
 from .consistency import consistent
 from .gates import library_write_lock, store, wait_for
-from .libenv import BEET, LibraryEnv
+from .libenv import BEET, LibraryEnv, audio_files
 from .servers import beet_web, gunicorn, web_settings
 from .sse_client import EventSource
 from .test_web_api import add_many, wait_status
@@ -91,8 +91,10 @@ def test_a_job_store_deleted_mid_run_stops_the_job_and_admits_no_second(env: Lib
     path = store_path(env.lib)
     with library_write_lock(env):
         first = start_beet(env, "process-unmarked")
-        # 10 items, each journaled twice (tags, move): all done, waiting to commit
-        wait_until(lambda: len(store(env).pending_moves()) == 20, what="the batch to wait at its commit")
+        # 10 items, each journaled twice (tags, move), every file moved (the
+        # helper process may do the file work after the journaling): waiting to commit
+        wait_until(lambda: len(store(env).pending_moves()) == 20 and len(audio_files(env.lib_path)) == 10,
+                   what="the batch to wait at its commit")
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(path + suffix):
                 os.remove(path + suffix)

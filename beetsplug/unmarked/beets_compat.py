@@ -69,6 +69,7 @@ __all__ = [
     "partial_copy_pattern",
     "path_format_chooser",
     "refresh_library_config",
+    "reopen_after_fork",
     "restore_dirty_flags",
     "rollback",
     "rolled_back",
@@ -623,6 +624,31 @@ def store_many(tx: Transaction, models: Sequence[LibModel]) -> None:
         lib = model._db
         if lib is not None:
             plugins.send("database_change", lib=lib, model=model)
+
+
+_inherited: list[Any] = []  # a forked child's copies of its parent's connections: never used, never closed
+
+
+def reopen_after_fork(lib: Library) -> None:
+    """In a process forked from one that had ``lib`` open: leave the parent's
+    SQLite connections alone and open this process's own on first use.
+
+    SQLite must not see a connection used (or closed) on both sides of a
+    fork. beets 2.10-2.14 keep one connection per thread in
+    ``Database._connections`` and per-thread transaction stacks in
+    ``_tx_stacks``, guarded by ``_shared_map_lock`` and ``_db_lock`` (which
+    another thread of the parent may have held at the fork). All private; no
+    public alternative. The old connections are kept referenced so they are
+    never finalized here (the child ends with ``os._exit``).
+    """
+    import threading
+    from collections import defaultdict
+
+    _inherited.extend(getattr(lib, "_connections", {}).values())
+    lib._connections = {}
+    lib._tx_stacks = defaultdict(list)
+    lib._shared_map_lock = threading.Lock()
+    lib._db_lock = threading.Lock()
 
 
 def _many(tx: Transaction, many: Any, statement: str, rows: list[tuple[Any, ...]]) -> None:

@@ -89,6 +89,16 @@ class LibraryLock:
             raise ClaimLost(f"the job store {self.store_path} was deleted or replaced during the run; "
                             "its journal is gone, so this run stopped")
 
+    def share(self) -> int:
+        """A duplicate of the lock's descriptor, for a helper process this one
+        is about to fork (the engine's, see helper.py). The kernel frees a
+        flock only when every descriptor of it is closed, so the library stays
+        claimed while the helper lives, even if this process dies first: no
+        other job can start while a helper may still touch a file. The caller
+        closes its own copy once the helper runs; ``_drop_inherited_locks``
+        leaves this one alone."""
+        return os.dup(self._fd)
+
     def release(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)  # closing the only descriptor releases the flock

@@ -31,7 +31,7 @@ committed or undone; anything that cannot be undone stays for the next run.
 
 from __future__ import annotations
 
-import filecmp
+import itertools
 import os
 import signal
 import sqlite3
@@ -48,6 +48,7 @@ from beets.library import Item
 from beets.util import FilesystemError
 
 from . import CONFIG_DEFAULTS
+from . import helper as helpers
 from .beets_compat import (
     FileOperationError,
     dirty_flags,
@@ -58,9 +59,16 @@ from .beets_compat import (
     restore_dirty_flags,
     store_many,
 )
-from .errors import RunAborted
+from .errors import ClaimLost, RunAborted
 from .events import readable
-from .files import remove_partial_copies, unique_destination, write_fields, write_tags
+from .files import (
+    remove_partial_copies,
+    remove_stale_temps,
+    unique_destination,
+    where_after_failed_move,
+    write_fields,
+    write_tags,
+)
 from .markers import unmarked_query
 from .operations import RENAMED
 from .transaction import LibraryLockedError, atomic, rolled_back
@@ -72,6 +80,7 @@ if TYPE_CHECKING:
     from beets.library import Album, Library
     from beets.logging import BeetsLogger
 
+    from .claim import LibraryLock
     from .jobs import JobStore
     from .normalize import Rules
     from .operations import Operation
@@ -180,6 +189,11 @@ REDO_ATTEMPTS = 2  # an item another writer changed mid-batch is done again from
 # intents journaled in one transaction per kind, then its files are done in
 # order. Waves are sized to end the batch near ``batch_seconds``.
 FIRST_WAVE, MAX_WAVE = 8, 64
+# The helper process (helper.py) takes a run's tag writes and moves, or a
+# share of its destinations, when it has at least this many items and no
+# plugin listens to the events of that work (they would run in the helper).
+HELPER_MIN_ITEMS = 4
+HANDED_EVENTS = ("write", "after_write", "before_item_moved", "item_moved")
 
 
 @dataclass(eq=False)
@@ -207,11 +221,24 @@ class Touch:
 
 
 @dataclass
+class Handed:
+    """An item whose file work the helper has: its intents, to settle by the report."""
+
+    touch: Touch
+    batch: Batch
+    tags: dict[str, Any] | None
+    dest: bytes | None
+    tags_intent: int | None = None
+    move_intent: int | None = None
+
+
+@dataclass
 class Batch:
     """Work done since the last commit."""
 
     started: float = field(default_factory=time.monotonic)
-    results: list[ItemResult] = field(default_factory=list)
+    outcomes: list[Touch | ItemResult] = field(default_factory=list)  # in id order; a touch's result comes later
+    results: list[ItemResult] = field(default_factory=list)  # what is reported, once every outcome is known
     touches: list[Touch] = field(default_factory=list)
     taken: set[bytes] = field(default_factory=set)  # destinations promised in this batch
     vacated: set[bytes] = field(default_factory=set)  # directories items left
@@ -230,7 +257,7 @@ class Engine:
 
     def __init__(self, lib: Library, op: Operation, rules: Rules, settings: Settings, log: BeetsLogger,
                  journal: Journal | None = None, force: bool = False, pretend: bool = False,
-                 guard: Callable[[], None] | None = None) -> None:
+                 guard: Callable[[], None] | None = None, claim: LibraryLock | None = None) -> None:
         if not pretend and journal is None:
             raise ValueError("a real run needs the journal")
         self.lib, self.op, self.rules, self.settings, self.log = lib, op, rules, settings, log
@@ -250,6 +277,13 @@ class Engine:
         self._whole_writes = listens("write")
         self._media_fields = media_fields()
         self._id3v23 = beets.config["id3v23"].get(bool)
+        # The claim (its lock is shared with the helper process, which checks
+        # it like ``guard`` before each file); without one, no helper.
+        self.claim = claim
+        self._helper: helpers.Helper | None = None
+        self._handed: dict[int, Handed] = {}  # by the key of its helper task
+        self._keys = itertools.count()
+        self._share = 0.5  # of a rename wave's destinations the helper computes (adjusted as it goes)
 
     # --- the run ------------------------------------------------------------
 
@@ -276,6 +310,7 @@ class Engine:
         with self.lib.music_dir_context():  # paths expand in any thread
             try:
                 summary.status = "completed"
+                self._start_helper(len(ids))
                 for chunk in _chunks(ids, self.settings.batch_size):
                     if self._run_chunk(chunk, summary, sink, stop):
                         summary.status = "cancelled"
@@ -287,8 +322,60 @@ class Engine:
                 if isinstance(exc, Exception):
                     return summary
                 raise
+            finally:
+                self._end_helper()
         sink.done(summary)
         return summary
+
+    # --- the helper process ---------------------------------------------------
+
+    def _start_helper(self, count: int) -> None:
+        """Fork the helper if this run can use one (see helper.py)."""
+        if (self.pretend or count < HELPER_MIN_ITEMS or not helpers.available(self.claim)
+                or any(listens(event) for event in HANDED_EVENTS)):
+            return
+        assert self.claim is not None
+        self.guard()
+        self._helper = helpers.Helper(self.lib, self.claim, self._id3v23)
+        self.log.debug("helper process {} takes this run's {}", self._helper.pid,
+                       "tag writes and moves" if self.op.normalize else "share of destinations")
+
+    def _end_helper(self) -> None:
+        if self._helper is not None:
+            self._helper.close()
+            self._helper = None
+
+    def _receive(self) -> tuple[str, list[Any]]:
+        assert self._helper is not None
+        return self._helper.receive()
+
+    def _drain(self, keep: int = 0) -> None:
+        """Settle the helper's reports until at most ``keep`` requests are open."""
+        while self._helper is not None and self._helper.busy > keep:
+            self._settle(*self._receive())
+
+    def _settle(self, kind: str, reports: list[Any], stopping: bool = False) -> None:
+        """Apply the helper's reports; a lost claim ends the run after all of them are applied."""
+        lost = None
+        for report in reports:
+            if kind == "files":
+                lost = self._settle_files(report) or lost
+        if lost is not None and not stopping:
+            raise ClaimLost(lost)
+
+    def _stop_helper(self) -> None:
+        """The run is ending early: the helper stops after the item in hand and
+        reports; the undo then knows what was done. Unanswered: it is killed,
+        and the handed-out items count as maybe written, maybe moved."""
+        helper, self._helper = self._helper, None
+        if helper is None:
+            return
+        replies = helper.stop()
+        for kind, reports in replies or []:
+            self._settle(kind, reports, stopping=True)
+        for handed in self._handed.values():  # never answered: the undo finds out
+            self.log.debug("no report for the file work of item {}", handed.touch.id)
+        self._handed.clear()
 
     def _run_chunk(self, ids: Sequence[int], summary: Summary, sink: Sink, stop: Callable[[], bool]) -> bool:
         """Process one chunk of ids; return True if asked to stop."""
@@ -308,6 +395,7 @@ class Engine:
                         self._flush(batch, summary, sink, redo=False)
                         return True
                     self._wave([queue.popleft() for _ in range(min(self._wave_size(batch), len(queue)))], batch)
+                    self._drain(keep=1)  # the helper stays at most a wave behind
                     if time.monotonic() - batch.started >= self.settings.batch_seconds:
                         break
                 queue.extend(self._flush(batch, summary, sink))  # items another writer changed meanwhile
@@ -339,16 +427,18 @@ class Engine:
         with self.lib.transaction() as tx:
             rows = _raw_rows(tx, ids)
         outcomes = [self._begin(item_id, rows.get(item_id), batch) for item_id in ids]
+        batch.outcomes += outcomes
         live = [touch for touch in outcomes if isinstance(touch, Touch) and touch.result is None]
-        if not self.pretend:
-            self._write_all([touch for touch in live if touch.changes])
-        if self.op.rename:
-            self._rename_all([touch for touch in live if touch.result is None], batch)
-        for touch in live:
-            if touch.result is None:
-                self._succeed(touch)
-        for outcome in outcomes:
-            batch.results.append(outcome.result if isinstance(outcome, Touch) else outcome)  # type: ignore[arg-type]
+        if self._helper is not None and self.op.normalize:
+            self._hand_out(live, batch)  # tag writes and moves: the helper reports later
+        else:
+            if not self.pretend:
+                self._write_all([touch for touch in live if touch.changes])
+            if self.op.rename:
+                self._rename_all([touch for touch in live if touch.result is None], batch)
+            for touch in live:
+                if touch.result is None:
+                    self._succeed(touch)
         spent = (time.monotonic() - started) / len(ids)
         self._per_item = spent if self._per_item is None else 0.7 * self._per_item + 0.3 * spent
 
@@ -450,6 +540,10 @@ class Engine:
                 touch.intents.remove(intent)
                 self._fail(touch, exc)
 
+    def _tags(self, item: Item, changes: dict[str, list[Any]]) -> dict[str, Any]:
+        """The changed fields ``Item.write`` writes, with their new values."""
+        return {key: item[key] for key in changes if key in self._media_fields}
+
     def _write(self, item: Item, changes: dict[str, list[Any]]) -> None:
         """``Item.write`` for the changed fields: beets' ``write`` and
         ``after_write`` events around an untearable write of those fields, and
@@ -458,7 +552,7 @@ class Engine:
         if self._whole_writes:
             write_tags(item)
             return
-        tags = {key: item[key] for key in changes if key in self._media_fields}
+        tags = self._tags(item, changes)
         plugins.send("write", item=item, path=item.path, tags=tags)
         write_fields(item.path, tags, self._id3v23)
         item.mtime = item.current_mtime()
@@ -500,26 +594,37 @@ class Engine:
             self._chooser = path_format_chooser(self.lib)
         return self._chooser(item)
 
+    def _place(self, touch: Touch, batch: Batch, found: bytes | None = None) -> bytes | None:
+        """Where the item's file goes (a name no other file has or is promised),
+        or None if it is there already."""
+        item = touch.item
+        dest = found if found is not None else self._destination(item)
+        if util.samefile(dest, item.path):
+            return None
+        dest = unique_destination(dest, batch.taken)
+        batch.taken.add(dest)
+        return dest
+
     def _rename_all(self, touches: Sequence[Touch], batch: Batch) -> None:
         """Move the wave's files to their destinations: names made unique
         first, every move journaled (one transaction for the wave), then the
         moves in order."""
+        found = self._shared_destinations(touches) if self._helper is not None else {}
         moves: list[tuple[Touch, bytes]] = []
         for touch in touches:
-            item = touch.item
             try:
-                dest = self._destination(item)
-                if util.samefile(dest, item.path):
-                    continue
-                dest = unique_destination(dest, batch.taken)
+                if isinstance(found.get(touch.id), ItemError):
+                    raise found[touch.id]  # type: ignore[misc]
+                dest = self._place(touch, batch, found.get(touch.id))  # type: ignore[arg-type]
             except (RunAborted, sqlite3.Error):
                 raise
             except Exception as exc:
                 self._fail(touch, exc)
                 continue
-            batch.taken.add(dest)
+            if dest is None:
+                continue
             if self.pretend:
-                item.path = dest
+                touch.item.path = dest
             else:
                 moves.append((touch, dest))
         intents = self._intend_many([("item", t.id, t.item.path, dest) for t, dest in moves])
@@ -533,15 +638,41 @@ class Engine:
             except Exception as exc:
                 self._fail(touch, exc)
 
+    def _shared_destinations(self, touches: Sequence[Touch]) -> dict[int, bytes | ItemError]:
+        """A rename wave's destinations, computed by the helper and this
+        process side by side; the helper's share follows who finished first."""
+        assert self._helper is not None
+        cut = int(len(touches) * self._share)
+        if cut == 0:
+            return {}
+        self._helper.send_destinations([(t.id, t.row) for t in touches[:cut]])
+        found: dict[int, bytes | ItemError] = {}
+        for touch in touches[cut:]:
+            try:
+                found[touch.id] = self._destination(touch.item)
+            except (RunAborted, sqlite3.Error):
+                raise
+            except Exception as exc:
+                found[touch.id] = ItemError(readable(self._describe(exc, touch.file)))
+        ahead = self._helper.ready()  # the helper was done first: give it more next time
+        self._share = min(0.9, self._share + 0.02) if ahead else max(0.1, self._share - 0.02)
+        while True:
+            kind, reports = self._receive()
+            if kind == "destinations":
+                break
+            self._settle(kind, reports)
+        files = {touch.id: touch.file for touch in touches}
+        for report in reports:
+            found[report.key] = (report.dest if report.error is None
+                                 else ItemError(readable(report.error.replace("{file}", files[report.key]))))
+        return found
+
     def _rename(self, touch: Touch, dest: bytes, intent: int, batch: Batch) -> None:
         """One journaled move; on failure the file is found (src or dest) and
         the intent kept only if that is unsure."""
         self.guard()
         item = touch.item
-        directory = os.path.dirname(dest)
-        if directory not in self._made:
-            util.mkdirall(dest)
-            self._made.add(directory)
+        self._make_dirs(dest)
         touch.dest = dest
         try:
             self._move(item, dest)
@@ -560,6 +691,93 @@ class Engine:
             raise
         touch.moved = True
         self._vacate(batch, item, touch.src)
+
+    def _hand_out(self, touches: Sequence[Touch], batch: Batch) -> None:
+        """Give the wave's file work to the helper: destinations and names
+        here, every tag write and move journaled (one transaction), then the
+        tasks sent; the reports settle each item later (``_settle_files``)."""
+        assert self._helper is not None
+        plans: list[Handed] = []
+        for touch in touches:
+            tags = self._tags(touch.item, touch.changes) if touch.changes else None
+            try:
+                dest = self._place(touch, batch) if self.op.rename else None
+                if dest is not None:
+                    self._make_dirs(dest)
+            except (RunAborted, sqlite3.Error):
+                raise
+            except Exception as exc:
+                self._fail(touch, exc)
+                continue
+            if not tags and dest is None:
+                self._succeed(touch)  # nothing to do to its file
+                continue
+            plans.append(Handed(touch, batch, tags or None, dest))
+        if not plans:
+            return
+        self.guard()
+        entries = [entry for h in plans for entry in (
+            [("tags", h.touch.id, h.touch.item.path, h.touch.item.path)] if h.tags else []) + (
+            [("item", h.touch.id, h.touch.item.path, h.dest)] if h.dest is not None else [])]
+        intents = iter(self._intend_many(entries))
+        tasks = []
+        for handed in plans:
+            touch, item = handed.touch, handed.touch.item
+            if handed.tags:
+                handed.tags_intent = next(intents)
+                touch.intents.append(handed.tags_intent)
+                plugins.send("write", item=item, path=item.path, tags=handed.tags)
+                touch.wrote = True  # maybe, until the report says
+            if handed.dest is not None:
+                handed.move_intent = next(intents)
+                touch.intents.append(handed.move_intent)
+                touch.dest = handed.dest  # maybe moved, until the report says
+                plugins.send("before_item_moved", item=item, source=item.path, destination=handed.dest)
+            key = next(self._keys)
+            self._handed[key] = handed
+            tasks.append(helpers.FileTask(key, item.path, handed.tags, handed.dest))
+        self._helper.send_files(tasks)
+
+    def _settle_files(self, done: helpers.FileDone) -> str | None:
+        """An item's file work as the helper reports it: finish the item, fail
+        it, or (stopping) record what was done. Returns a lost claim's message."""
+        handed = self._handed.pop(done.key)
+        touch, item = handed.touch, handed.touch.item
+        if done.skipped or done.lost:  # not tried: the file is as it was
+            touch.wrote, touch.dest = False, None
+            return done.lost
+        if handed.tags:
+            if done.write_error is not None:  # the file as it was; not moved either
+                touch.wrote, touch.dest = False, None
+                self._forget(touch.intents)
+                touch.intents = []
+                self._fail(touch, ItemError(done.write_error))
+                return None
+            item.mtime = done.mtime if done.mtime is not None else item.mtime
+            plugins.send("after_write", item=item, path=item.path)
+        if handed.dest is not None:
+            if done.where == "dst":
+                source = item.path
+                item.path, touch.moved = handed.dest, True
+                self._vacate(handed.batch, item, touch.src)
+                plugins.send("item_moved", item=item, source=source, destination=handed.dest)
+            elif done.where == "src":
+                self._forget([handed.move_intent])  # type: ignore[list-item]
+                touch.intents.remove(handed.move_intent)  # type: ignore[arg-type]
+                touch.dest = None
+            else:  # unsure: left in the journal for the next run's repair
+                touch.intents.remove(handed.move_intent)  # type: ignore[arg-type]
+            if done.move_error is not None:
+                self._fail(touch, ItemError(done.move_error))
+                return None
+        self._succeed(touch)
+        return None
+
+    def _make_dirs(self, dest: bytes) -> None:
+        directory = os.path.dirname(dest)
+        if directory not in self._made:
+            util.mkdirall(dest)
+            self._made.add(directory)
 
     @staticmethod
     def _vacate(batch: Batch, item: Item, old: bytes) -> None:
@@ -583,14 +801,7 @@ class Engine:
         was interrupted): ``"src"`` or ``"dst"``, with no partial copy left
         and never both; ``None`` if that could not be made so."""
         try:
-            remove_partial_copies(dst)
-            at_src, at_dst = _exists(src), _exists(dst)
-            if at_src and at_dst:
-                # Across devices the copy finished but the source was not removed yet.
-                if filecmp.cmp(util.syspath(src), util.syspath(dst), shallow=False):
-                    os.remove(util.syspath(dst))
-                return "src"  # (a different file at dst is not ours)
-            return "dst" if at_dst else "src"
+            return where_after_failed_move(src, dst)
         except OSError as exc:
             self.log.warning("could not tell where {} went after an interrupted move: {}",
                              util.displayable_path(src), exc)
@@ -601,6 +812,8 @@ class Engine:
     def _flush(self, batch: Batch, summary: Summary, sink: Sink, redo: bool = True) -> list[int]:
         """Commit the batch (items + markers), put back the items another
         writer changed meanwhile, then report. Returns the ids to do again."""
+        self._drain()
+        batch.results = _known(batch.outcomes)
         conflicted = self._commit(batch)
         batch.committed = True
         done = [touch for touch in batch.touches if touch not in conflicted]
@@ -614,6 +827,8 @@ class Engine:
         self._move_art(batch.albums)
         for directory in batch.vacated:
             util.prune_dirs(directory, self.lib.directory, clutter=self.clutter)
+        if batch.vacated:
+            self._made.clear()  # a pruned directory may have been one of them
         return again
 
     def _commit(self, batch: Batch) -> list[Touch]:
@@ -705,6 +920,9 @@ class Engine:
     def _abort(self, exc: BaseException, summary: Summary, sink: Sink) -> None:
         """The run cannot go on: put the uncommitted batch back on disk, say so, stop."""
         batch = self._batch
+        self._stop_helper()  # first: nothing may touch a file while the batch is put back
+        if not batch.committed:
+            batch.results = _known(batch.outcomes)
         why = self._why(exc)
         summary.status = ("cancelled" if isinstance(exc, KeyboardInterrupt)
                           else "failed" if isinstance(exc, Exception) else "interrupted")
@@ -790,6 +1008,8 @@ class Engine:
                                 "changed it); the file stays where it is")
             self._move_back(touch)
         if touch.wrote:
+            for place in {touch.src, item.path}:  # a helper killed mid-write leaves its temp copy
+                remove_stale_temps(place)
             model = fresh if fresh is not None else _model(self.lib, touch.row)
             model.path = item.path
             write_tags(model)
@@ -915,6 +1135,16 @@ def _raw_rows(tx: Transaction, ids: Sequence[int]) -> dict[int, Row]:
             if row[0] in found:
                 found[row[0]][2][row[1]] = row[2]
     return found
+
+
+def _known(outcomes: Sequence[Touch | ItemResult]) -> list[ItemResult]:
+    """The results known so far, in id order (a touch the helper has not reported on has none)."""
+    results = []
+    for outcome in outcomes:
+        result = outcome.result if isinstance(outcome, Touch) else outcome
+        if result is not None:
+            results.append(result)
+    return results
 
 
 def _model(lib: Library, row: Row) -> Item:

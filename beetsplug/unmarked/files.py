@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import filecmp
 import glob
 import os
 import secrets
@@ -398,6 +399,23 @@ def disk_full(exc: BaseException) -> bool:
         todo += [getattr(current, "reason", None), current.__cause__, current.__context__,
                  *[a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]]
     return False
+
+
+# --- moves -----------------------------------------------------------------------
+
+
+def where_after_failed_move(src: bytes, dst: bytes) -> str:
+    """Where the file is after a move from ``src`` to ``dst`` raised (or was
+    interrupted): ``"src"`` or ``"dst"``, with no partial copy left and never
+    both. Raises ``OSError`` when that cannot be made so."""
+    remove_partial_copies(dst)
+    at_src, at_dst = os.path.exists(util.syspath(src)), os.path.exists(util.syspath(dst))
+    if at_src and at_dst:
+        # Across devices the copy finished but the source was not removed yet.
+        if filecmp.cmp(util.syspath(src), util.syspath(dst), shallow=False):
+            os.remove(util.syspath(dst))
+        return "src"  # (a different file at dst is not ours)
+    return "dst" if at_dst else "src"
 
 
 # --- what a killed process leaves --------------------------------------------------

@@ -111,7 +111,7 @@ class Job:
             remaining = ids
         settings, rules = self.config.settings, self.config.rules
         engine = Engine(self.lib, self.op, rules, settings, self.log, journal=Journal(self.store, self.id),
-                        force=self.force, guard=self.lock.check)
+                        force=self.force, guard=self.lock.check, claim=self.lock)
         try:
             return engine.run(remaining, Fanout([JobSink(self.store, self.id, self.op.name), *sinks]),
                               stop=lambda: self.store.cancel_requested(self.id), resume=self.resume)

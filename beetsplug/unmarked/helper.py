@@ -1,0 +1,310 @@
+"""A helper process: the second core's share of a run.
+
+The engine forks one helper at the start of a real run (Linux, enough items,
+and no plugin that listens to the events of the work handed over: ``write``,
+``after_write``, ``before_item_moved``, ``item_moved``). It answers requests
+in the order they are sent:
+
+* ``files``: for each item, write the changed tags (``files.write_fields``,
+  untearable) and then move the file (beets' ``util.move``), as the engine
+  would; the report says what happened to each (written? where is the file?)
+  so the engine can finish, fail or undo the item;
+* ``destinations``: ``Item.destination()`` of items given as stored rows
+  (the parent computes the rest of a wave's meanwhile).
+
+Why this keeps the guarantees of a one-process run:
+
+* the work is journaled before it is handed out: every tag write and move
+  has its intent in the journal (one transaction per wave) before the helper
+  hears of it, so a crash of either process is repaired like any other;
+* the helper holds the library's lock too (a duplicate of the lock's
+  descriptor, ``LibraryLock.share``): the kernel frees the lock only when both
+  processes are gone, so no other job can start while the helper could still
+  touch a file; and the kernel kills the helper when its parent dies
+  (``PR_SET_PDEATHSIG``), so that is at once;
+* fencing: before each file it checks the claim exactly as the engine's guard
+  does (lock file and job store still the ones the job started with), and
+  stops at the first failure, reporting the rest as not done;
+* a stop request (the run aborts: Ctrl-C, library locked, claim lost) is
+  honoured between items; the engine waits for the reports of everything it
+  handed out, so its undo knows what was done. A helper that does not answer
+  is killed, and the engine undoes what it may have done (the undo handles
+  "maybe written" and "maybe moved");
+* one helper, one file at a time: a kill leaves at most one interrupted tag
+  write (the untearable write's temp file, which the repair removes).
+
+Tags are written by the helper only when beets' events around writes and
+moves have no listeners, so no plugin is skipped: the engine still sends them
+(to nobody) and the tags written are exactly the changed fields.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from beets import util
+from beets.util import FilesystemError
+
+from .beets_compat import FileOperationError, reopen_after_fork
+from .errors import ClaimLost, RunAborted
+from .files import where_after_failed_move, write_fields
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.synchronize import Event
+
+    from beets.library import Item, Library
+
+    from .claim import LibraryLock
+
+_PR_SET_PDEATHSIG = 1
+STOP_PATIENCE = 60.0  # seconds the engine waits for a stopping helper's reports before killing it
+
+
+@dataclass
+class FileTask:
+    """One item's file work: write ``tags`` (if any) at ``src``, then move to ``dest`` (if any)."""
+
+    key: int
+    src: bytes
+    tags: dict[str, Any] | None
+    dest: bytes | None
+
+
+@dataclass
+class FileDone:
+    """What the helper did for a ``FileTask``."""
+
+    key: int
+    skipped: bool = False  # not tried: the helper was stopping
+    wrote: bool = False
+    write_error: str | None = None
+    mtime: int | None = None  # of the written file, as ``Item.current_mtime`` gives it
+    where: str | None = "src"  # the file after its move: "src", "dst", or None if that is unsure
+    move_error: str | None = None
+    lost: str | None = None  # the claim was lost before this item: nothing done
+
+
+@dataclass
+class DestinationDone:
+    key: int
+    dest: bytes | None = None
+    error: str | None = None  # as ``describe`` words it, "{file}" standing for the item's file
+
+
+def available(claim: LibraryLock | None) -> bool:
+    """Whether a helper can be had here: a claim to share, fork, and the
+    kernel's parent-death signal (Linux)."""
+    return claim is not None and sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+def describe(exc: BaseException, file: str) -> str:
+    """An item error as the engine words it: beets' file errors name the
+    path already; anything else gets it added."""
+    if isinstance(exc, (FileOperationError, FilesystemError, OSError)):
+        return str(exc)
+    return f"{file}: {type(exc).__name__}: {exc}"
+
+
+class Helper:
+    """The parent's handle: send requests, read the replies in order, stop."""
+
+    def __init__(self, lib: Library, claim: LibraryLock, id3v23: bool) -> None:
+        context = multiprocessing.get_context("fork")
+        self._conn, child = context.Pipe()
+        self._stop = context.Event()
+        shared = claim.share()
+        try:
+            self._process = context.Process(
+                target=_serve, name="beets-unmarked helper", daemon=True,
+                args=(child, self._stop, lib, claim.path, shared, claim.store_path, claim.store_identity,
+                      os.getpid(), id3v23))
+            self._process.start()
+        finally:
+            os.close(shared)  # the helper has its copy
+            child.close()
+        self._waiting: deque[str] = deque()  # kinds of the requests not answered yet
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def busy(self) -> int:
+        """Requests sent and not answered yet."""
+        return len(self._waiting)
+
+    def send_files(self, tasks: list[FileTask]) -> None:
+        self._send("files", tasks)
+
+    def send_destinations(self, rows: list[tuple[int, Any]]) -> None:
+        self._send("destinations", rows)
+
+    def _send(self, kind: str, payload: Any) -> None:
+        try:
+            self._conn.send((kind, payload))
+        except (OSError, ValueError) as exc:
+            raise self._gone() from exc
+        self._waiting.append(kind)
+
+    def ready(self) -> bool:
+        """A reply is waiting."""
+        try:
+            return self._conn.poll(0)
+        except (OSError, ValueError):
+            return True  # receive() says what happened
+
+    def receive(self) -> tuple[str, list[Any]]:
+        """The next reply (blocks); the helper's death is a ``RunAborted``."""
+        try:
+            reply = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            raise self._gone() from exc
+        return self._waiting.popleft(), reply
+
+    def _gone(self) -> RunAborted:
+        self._process.join(1)
+        code = self._process.exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        self._waiting.clear()
+        return RunAborted(f"the run's helper process stopped unexpectedly ({how})")
+
+    def stop(self) -> list[tuple[str, list[Any]]] | None:
+        """Stop after the item in hand; the replies to everything sent (items
+        not tried are ``skipped``), or None if the helper did not answer (it
+        is killed then, and what it did is unknown)."""
+        self._stop.set()
+        replies: list[tuple[str, list[Any]]] = []
+        try:
+            while self._waiting:
+                if not self._conn.poll(STOP_PATIENCE):
+                    raise TimeoutError
+                replies.append(self.receive())
+        except (RunAborted, TimeoutError):
+            self.kill()
+            return None
+        self.close()
+        return replies
+
+    def close(self) -> None:
+        """End the helper (after its last reply)."""
+        try:
+            self._conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self._process.join(STOP_PATIENCE)
+        if self._process.is_alive():
+            self.kill()
+        self._conn.close()
+
+    def kill(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+        self._conn.close()
+
+
+# --- the helper's side -----------------------------------------------------------
+
+
+def _serve(conn: Connection, stop: Event, lib: Library, lock_path: str, shared_fd: int, store_path: str,
+           store_identity: tuple[int, int] | None, parent: int, id3v23: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it stops us)
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # not a server's handlers (gunicorn's, say): just end
+        signal.signal(signum, signal.SIG_DFL)
+    _die_with(parent)
+    from .claim import LibraryLock
+
+    claim = LibraryLock(lock_path, shared_fd, store_path, store_identity)  # our copy of the parent's lock
+    reopen_after_fork(lib)
+    lost: str | None = None
+    while True:
+        try:
+            request = conn.recv()
+        except EOFError:
+            break
+        if request is None:
+            break
+        kind, payload = request
+        if kind == "files":
+            replies: list[Any] = []
+            for task in payload:
+                if lost is not None or stop.is_set():
+                    replies.append(FileDone(task.key, skipped=True))
+                    continue
+                try:
+                    claim.check()
+                except ClaimLost as exc:
+                    lost = str(exc)
+                    replies.append(FileDone(task.key, lost=lost))
+                    continue
+                replies.append(_file_work(task, id3v23))
+            conn.send(replies)
+        else:
+            conn.send([_destination(lib, key, row) for key, row in payload])
+    os._exit(0)
+
+
+def _die_with(parent: int) -> None:
+    """Ask the kernel to kill this process when the parent dies; if it is dead already, go."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux after all
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _file_work(task: FileTask, id3v23: bool) -> FileDone:
+    done = FileDone(task.key)
+    file = util.displayable_path(task.src)
+    if task.tags is not None:
+        try:
+            write_fields(task.src, task.tags, id3v23)
+        except Exception as exc:  # a write that raises leaves the file as it was
+            done.write_error = describe(exc, file)
+            return done  # not moved: the item fails here, as in one process
+        done.wrote = True
+        try:
+            done.mtime = int(os.path.getmtime(util.syspath(task.src)))
+        except OSError:
+            done.mtime = None
+    if task.dest is not None:
+        try:
+            util.move(task.src, task.dest)
+        except Exception as exc:
+            done.move_error = describe(exc, file)
+            try:
+                done.where = where_after_failed_move(task.src, task.dest)
+            except OSError:
+                done.where = None
+        else:
+            done.where = "dst"
+    return done
+
+
+def _destination(lib: Library, key: int, row: Any) -> DestinationDone:
+    from beets.library import Item
+
+    from .beets_compat import model_from_row, path_format_chooser
+
+    global _chooser
+    names, values, flex = row
+    try:
+        item: Item = model_from_row(Item, lib, dict(zip(names, values)), dict(flex))
+        if _chooser is None:
+            _chooser = path_format_chooser(lib)
+        return DestinationDone(key, dest=_chooser(item))
+    except Exception as exc:
+        return DestinationDone(key, error=describe(exc, "{file}"))
+
+
+_chooser: Any = None

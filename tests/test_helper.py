@@ -1,0 +1,183 @@
+"""The helper process (helper.py): same results as one process, and no
+weaker when either process dies.
+
+Real ``beet`` runs on real audio. One run with the helper, one without (a
+plugin listening to ``item_moved`` keeps the work in one process), must leave
+the same library and the same files. Killing the parent takes the helper
+with it and holds the library until both are gone; killing the helper stops
+the run with its batch put back; either way the next run settles everything.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from beetsplug.unmarked.claim import lock_is_free
+from beetsplug.unmarked.jobs import store_path
+
+from .audio import MESSY_TRACKS, read_tags
+from .consistency import consistent
+from .gates import progress, store
+from .libenv import BEET, LibraryEnv, audio_files
+
+EXTS = ["flac", "ogg", "mp3"]
+NO_HELPER = '''
+from beets.plugins import BeetsPlugin
+
+class Listens(BeetsPlugin):
+    """Listens to item_moved: the engine then keeps all file work in its own process."""
+    def __init__(self):
+        super().__init__()
+        self.register_listener("item_moved", lambda item, source, destination: None)
+'''
+
+
+def populate(env: LibraryEnv, count: int) -> None:
+    for n in range(count):
+        tags = dict(MESSY_TRACKS[n % len(MESSY_TRACKS)])
+        tags["title"] = f"{tags['title']} {n}"
+        tags["tracknumber"] = str(n % 12 + 1)
+        env.add_track(f"{n:04d}.{EXTS[n % 3]}", tags, where=env.incoming if n % 2 else env.lib_path / "unsorted")
+    items = list(env.lib.items())
+    for start in range(0, len(items) // 2, 10):
+        env.lib.add_album(items[start:start + 10])
+
+
+def without_helper(env: LibraryEnv) -> None:
+    folder = env.temp_path / "test-plugins"
+    folder.mkdir(exist_ok=True)
+    (folder / "listens.py").write_text(NO_HELPER)
+    env.configure(pluginpath=[str(folder)], plugins=["unmarked", "listens"])
+
+
+def state(env: LibraryEnv) -> list[tuple[Any, ...]]:
+    """Each item as the library and its file have it, paths relative to the env."""
+    root = os.fsencode(env.temp_path)
+    rows = []
+    for item in sorted(env.lib.items(), key=lambda i: i.id):
+        tags = read_tags(Path(os.fsdecode(item.path)))
+        rows.append((os.path.relpath(item.path, root), item.title, item.artist, item.album, item.albumartist,
+                     item.get("normalized") is not None, item.get("renamed") is not None,
+                     tags.get("title"), tags.get("artist"), tags.get("album")))
+    return rows
+
+
+@pytest.mark.parametrize("op", ["process-unmarked", "rename-unmarked", "normalize-unmarked"])
+def test_the_helper_changes_nothing_in_the_outcome(op: str) -> None:
+    outcomes = []
+    for helper in (True, False):
+        with LibraryEnv() as env:
+            if not helper:
+                without_helper(env)
+            populate(env, 90)
+            env.configure(unmarked={"batch_size": 40})  # several batches, several waves each
+            run = env.beet("-v", op)
+            assert ("helper process" in run.stderr) == helper, run.stderr
+            assert "90 succeeded, 0 failed" in run.stdout
+            consistent(env, env.incoming, env.lib_path)
+            outcomes.append(state(env))
+    assert outcomes[0] == outcomes[1]
+
+
+def helper_pid(pid: int, timeout: float = 30) -> int:
+    """The helper process of ``beet`` ``pid`` (its child)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        found = children.read_text().split() if children.exists() else []
+        if found:
+            return int(found[0])
+        time.sleep(0.005)
+    raise AssertionError("no helper process appeared")
+
+
+def alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def holds_file(pid: int, path: str) -> bool:
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") == path for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:  # gone meanwhile
+        return False
+
+
+def started(env: LibraryEnv, op: str = "process-unmarked") -> tuple[subprocess.Popen[str], int]:
+    """A real run, once its helper works on files (some item in flight or done)."""
+    jobs = store(env)
+    proc = subprocess.Popen([BEET, op], env={**os.environ, "BEETSDIR": str(env.temp_path)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = helper_pid(proc.pid)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        job = jobs.list(1)
+        if job and job[0]["status"] == "running" and progress(env, job[0]["job"]) >= 10:
+            break
+        time.sleep(0.002)
+    assert proc.poll() is None, proc.communicate()
+    return proc, child
+
+
+def test_killing_the_run_kills_its_helper_and_the_library_stays_claimed_until_both_are_gone(env: LibraryEnv) -> None:
+    populate(env, 120)
+    lock = store_path(env.lib).removesuffix(".db") + ".lock"
+    proc, child = started(env)
+    assert holds_file(child, lock), "the helper holds the library's lock too"
+    proc.kill()
+    proc.communicate()
+    deadline = time.monotonic() + 5
+    while alive(child) and time.monotonic() < deadline:
+        holds = holds_file(child, lock)  # (a dying process has closed its files: it cannot touch any)
+        assert not (holds and lock_is_free(lock)), "the library is free while the helper may still touch a file"
+        time.sleep(0.001)
+    assert not alive(child), "the helper outlived its parent"
+    assert lock_is_free(lock)
+    again = env.beet("process-unmarked")
+    assert "0 failed" in again.stdout
+    assert env.beet_ids("unmarked:true") == []
+    consistent(env, env.incoming, env.lib_path)
+
+
+def test_a_helper_that_dies_stops_the_run_and_its_batch_is_put_back(env: LibraryEnv) -> None:
+    populate(env, 120)
+    env.configure(unmarked={"batch_seconds": 60, "batch_size": 1000})  # one batch: nothing committed yet
+    before = {item.id: (item.path, item.title) for item in env.lib.items()}
+    proc, child = started(env)
+    os.kill(child, signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (out, err)
+    assert "helper process stopped unexpectedly (killed by signal 9)" in err
+    assert "was undone on disk" in err and "Traceback" not in err
+    assert {item.id: (item.path, item.title) for item in env.lib.items()} == before, "nothing recorded"
+    assert [p for p in env.temp_path.rglob(".*.tmp")] == [], "no temp file of the killed write is left"
+    for item in env.lib.items():
+        assert read_tags(Path(os.fsdecode(item.path))).get("title") == [item.title], "files as the library says"
+    env.beet("process-unmarked")
+    assert env.beet_ids("unmarked:true") == []
+    consistent(env, env.incoming, env.lib_path)
+
+
+def test_ctrl_c_stops_the_helper_first_then_puts_the_batch_back(env: LibraryEnv) -> None:
+    populate(env, 120)
+    env.configure(unmarked={"batch_seconds": 60, "batch_size": 1000})
+    before = {item.id: (item.path, item.title) for item in env.lib.items()}
+    proc, child = started(env)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert not alive(child)
+    assert {item.id: (item.path, item.title) for item in env.lib.items()} == before
+    assert len(audio_files(env.incoming, env.lib_path)) == 120
+    env.beet("process-unmarked")
+    consistent(env, env.incoming, env.lib_path)
