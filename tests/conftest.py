@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from .libenv import LibraryEnv
-from .servers import Server, beet_web, web_settings
+from .servers import RUNNING, Server, beet_web, web_settings
 
 
 @pytest.fixture
@@ -23,3 +23,9 @@ def server(env: LibraryEnv) -> Iterator[Server]:
     srv = beet_web(env)
     yield srv
     srv.stop()
+
+
+def pytest_sessionfinish() -> None:
+    """No server outlives the run, whatever a failing test left behind."""
+    for server in list(RUNNING):
+        server.stop()

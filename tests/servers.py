@@ -25,6 +25,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+RUNNING: set[Server] = set()  # stopped at the end of the session if a test did not (conftest.py)
+
+
 class Server:
     """A server process for one test; its output goes to a log file."""
 
@@ -37,7 +40,12 @@ class Server:
             command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "BEETSDIR": str(env.temp_path), "HOME": str(env.temp_path)},
         )
-        self.wait_ready()
+        RUNNING.add(self)
+        try:
+            self.wait_ready()
+        except BaseException:  # a server that never became ready must not outlive the test
+            self.stop()
+            raise
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -73,6 +81,7 @@ class Server:
             self.proc.wait()
 
     def stop(self) -> None:
+        RUNNING.discard(self)
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
