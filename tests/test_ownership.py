@@ -164,6 +164,28 @@ def test_ctrl_c_exits_130(env: LibraryEnv) -> None:
     consistent(env, env.incoming, env.lib_path)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_put_the_batch_back(env: LibraryEnv, signum: int) -> None:
+    """The everyday stop signals (systemd, `timeout`, a closed terminal) end a
+    run like Ctrl-C: files and library agree at once, so a `beet update` before
+    the next run finds every file where the library says (before: killed
+    mid-batch, and `beet update` then deleted the moved items)."""
+    ids = add_many(env, 30)
+    with library_write_lock(env):
+        run = start_beet(env, "process-unmarked")
+        wait_until(lambda: working(env), what="the run to work on a file")
+        run.send_signal(signum)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 128 + signum, out + err
+    assert signal.Signals(signum).name in out + err
+    consistent(env, env.incoming, env.lib_path)
+    env.beet("update")
+    assert env.ids() == ids, "beet update removed nothing"
+    env.beet("process-unmarked")
+    assert env.beet_ids("unmarked:true") == []
+    consistent(env, env.incoming, env.lib_path)
+
+
 def follow_across(server_urls: list[str], job: int, after: int = 0) -> list:
     """Events of ``job`` from the first URL that answers, resuming by Last-Event-ID."""
     source = EventSource(f"{server_urls[0]}/api/jobs/{job}/events", last_event_id=after or None)

@@ -14,6 +14,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from . import markers
 from .beets_compat import UserError, show_model_changes, show_path_changes
 from .engine import Engine, ItemResult, Summary
+from .errors import Terminated
 from .jobs import JobConflict, describe, how_to_stop
 from .jobs_cli import jobs_command, status_command
 from .operations import OPERATIONS, Operation, get_operation
@@ -173,6 +174,9 @@ def _operation_command(op: Operation, plugin: UnmarkedPlugin) -> ui.Subcommand:
         except KeyboardInterrupt:
             ui.print_(f"{op.command}: interrupted; the next run finishes the rest.")
             raise SystemExit(INTERRUPTED) from None
+        except Terminated as stopped:  # SIGTERM / SIGHUP: the batch was put back, as after Ctrl-C
+            ui.print_(f"{op.command}: {stopped}; the next run finishes the rest.")
+            raise SystemExit(128 + stopped.signum) from None
         _check(summary)
 
     cmd.func = func

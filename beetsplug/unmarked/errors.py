@@ -8,6 +8,8 @@ reports the run as failed with this message, and stops.
 
 from __future__ import annotations
 
+import signal
+
 from .beets_compat import UserError
 
 
@@ -26,3 +28,14 @@ class StoreError(RunAborted):
 
 class ConfigError(UserError):
     """A setting of the ``unmarked:`` section is invalid; raised before any claim."""
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM from systemd or ``timeout``,
+    SIGHUP from a closed terminal). Raised by the run's signal handler so the
+    engine puts its uncommitted batch back, as after Ctrl-C, instead of the
+    default action killing the process mid-batch."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")

@@ -15,7 +15,10 @@ it resumes that job under the same id, from the next item.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +26,7 @@ import confuse
 
 from .claim import LibraryLock, wait_for
 from .engine import Engine, ItemResult, Journal, Settings, Sink, Summary
-from .errors import ConfigError
+from .errors import ConfigError, Terminated
 from .events import done_event, item_event, start_event
 from .jobs import HOST, JobConflict, JobStore, store_for
 from .journal import reconcile
@@ -32,8 +35,8 @@ from .operations import get_operation
 from .selection import select_ids, work_query
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from types import TracebackType
+    from collections.abc import Callable, Iterator, Sequence
+    from types import FrameType, TracebackType
 
     from beets.library import Library
     from beets.logging import BeetsLogger
@@ -113,10 +116,35 @@ class Job:
         engine = Engine(self.lib, self.op, rules, settings, self.log, journal=Journal(self.store, self.id),
                         force=self.force, guard=self.lock.check, claim=self.lock)
         try:
-            return engine.run(remaining, Fanout([JobSink(self.store, self.id, self.op.name), *sinks]),
-                              stop=lambda: self.store.cancel_requested(self.id), resume=self.resume)
+            with stop_signals_raise():
+                return engine.run(remaining, Fanout([JobSink(self.store, self.id, self.op.name), *sinks]),
+                                  stop=lambda: self.store.cancel_requested(self.id), resume=self.resume)
         finally:
             self.close()
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """While a run goes on in the main thread, SIGTERM and SIGHUP raise
+    ``Terminated`` (the engine puts its batch back, as after Ctrl-C) instead of
+    killing the process between a file's move and its commit. A server's job
+    thread cannot take signals; its process dying is covered by adoption."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def run_in_background(job: Job, log: BeetsLogger) -> None:
