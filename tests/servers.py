@@ -64,7 +64,7 @@ class Server:
         raise AssertionError(f"server not ready:\n{self.log()}")
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return requests.get(self.url(path), timeout=30, **kwargs)
+        return requests.get(self.url(path), **{"timeout": 30, **kwargs})
 
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.post(self.url(path), timeout=120, **kwargs)

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -219,6 +220,32 @@ def test_a_killed_gunicorn_worker_s_job_is_finished_by_another_worker(env: Libra
     assert summary["pid"] != worker
     assert_one_job_done_once(events, 40, job, summary)
     assert env.beet_ids("unmarked:true") == []
+    consistent(env, env.incoming, env.lib_path)
+
+
+def test_gunicorn_preload_workers_answer_and_adopt(env: LibraryEnv) -> None:
+    """With --preload the app is loaded in gunicorn's master before it forks:
+    the master must not adopt (its locks would be held in every worker), each
+    worker must, and no worker may start with a lock held (it hung before)."""
+    web_settings(env)
+    add_many(env, 40)
+    server = gunicorn(env, "-w", "4", "--preload", "--timeout", "30")
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda _: server.get("/api/jobs", timeout=10).status_code, range(16)))
+        assert answers == [200] * 16
+        with library_write_lock(env):
+            job = server.post("/api/jobs", json={"op": "process"}).json()["job"]
+            wait_until(lambda: working(env), what="the job to work on a file")
+            worker = store(env).get(job)["pid"]
+            assert worker != server.proc.pid, "a worker runs the job, not the master"
+            os.kill(worker, signal.SIGKILL)
+        summary = wait_status(server, job, {"completed", "failed", "interrupted"}, timeout=60)
+        events = follow_across([server.base], job)
+    finally:
+        server.stop()
+    assert summary["pid"] not in (worker, server.proc.pid)
+    assert_one_job_done_once(events, 40, job, summary)
     consistent(env, env.incoming, env.lib_path)
 
 

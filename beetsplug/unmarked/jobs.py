@@ -478,6 +478,15 @@ _stores: dict[str, JobStore] = {}
 _stores_lock = threading.Lock()
 
 
+def _fresh_lock_after_fork() -> None:
+    """A child forked while another thread held the lock would wait forever."""
+    global _stores_lock
+    _stores_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock_after_fork)
+
+
 def store_path(lib: Library) -> str:
     path = library_file(lib)
     if path == ":memory:":  # an in-memory library: a private store for this process

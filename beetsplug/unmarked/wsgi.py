@@ -11,6 +11,7 @@ starting Flask's development server.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 import beets
@@ -19,6 +20,8 @@ from beets import plugins
 from .beets_compat import configure_web_app, open_library, web_app
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from flask import Flask
 
 REQUIRED_PLUGINS = ("web", "unmarked")
@@ -52,5 +55,20 @@ def create_app(config: str | None = None) -> Flask:
     from .web.adopter import serve_library
     from .web.api import state
 
-    serve_library(lib, state.plugin)  # adopt orphaned web jobs before any request
+    # Adopt orphaned web jobs before any request: here, or in each worker
+    # gunicorn forks when it loaded the app first (--preload).
+    serve_library(lib, state.plugin, in_children_only=_in_prefork_master())
     return app
+
+
+def _in_prefork_master() -> bool:
+    """True when gunicorn's arbiter (not a worker) is loading the app: with
+    ``--preload`` it does so before it forks the workers. Read from the call
+    stack, the one place that says it: a worker's stack has gunicorn's worker
+    frames on top of the arbiter's."""
+    frame: FrameType | None = sys._getframe()
+    modules = set()
+    while frame is not None:
+        modules.add(str(frame.f_globals.get("__name__", "")))
+        frame = frame.f_back
+    return "gunicorn.arbiter" in modules and not any(m.startswith("gunicorn.workers") for m in modules)

@@ -64,12 +64,21 @@ class Adopter:
 
 
 _adopters: dict[str, Adopter] = {}
+_for_children: dict[str, tuple[Library, UnmarkedPlugin]] = {}  # started in each forked worker
 _lock = threading.Lock()
 
 
-def serve_library(lib: Library, plugin: UnmarkedPlugin) -> None:
-    """Make sure this process adopts orphaned web jobs of ``lib`` (idempotent, cheap)."""
+def serve_library(lib: Library, plugin: UnmarkedPlugin, *, in_children_only: bool = False) -> None:
+    """Make sure this process adopts orphaned web jobs of ``lib`` (idempotent, cheap).
+
+    ``in_children_only``: this process is a pre-fork master (gunicorn
+    ``--preload``). It must not adopt: a job running in it while it forks
+    would leave its locks held in every worker. Each forked child starts its own.
+    """
     key = library_file(lib)
+    if in_children_only:
+        _for_children[key] = (lib, plugin)
+        return
     adopter = _adopters.get(key)
     if adopter is not None and adopter.pid == os.getpid():
         return
@@ -80,10 +89,14 @@ def serve_library(lib: Library, plugin: UnmarkedPlugin) -> None:
 
 
 def _after_fork_in_child() -> None:
-    """The parent's adopter threads do not exist here: start this process's own."""
-    inherited = [(a.lib, a.plugin) for a in _adopters.values()]
+    """The parent's adopter threads and lock holders do not exist here: start
+    this process's own adopters (a fresh lock: the parent's may have been held)."""
+    global _lock
+    _lock = threading.Lock()
+    wanted = {**_for_children, **{key: (a.lib, a.plugin) for key, a in _adopters.items()}}
     _adopters.clear()
-    for lib, plugin in inherited:
+    _for_children.clear()
+    for lib, plugin in wanted.values():
         serve_library(lib, plugin)
 
 
