@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from beetsplug.unmarked.jobs import store_path
+from beetsplug.unmarked.web.adopter import ADOPT_EVERY
 
 from .consistency import consistent
 from .gates import library_write_lock, store, wait_for
@@ -246,6 +247,35 @@ def test_gunicorn_preload_workers_answer_and_adopt(env: LibraryEnv) -> None:
         server.stop()
     assert summary["pid"] not in (worker, server.proc.pid)
     assert_one_job_done_once(events, 40, job, summary)
+    consistent(env, env.incoming, env.lib_path)
+
+
+def test_a_read_only_server_resumes_nothing(env: LibraryEnv) -> None:
+    """Restarting the server read-only is how a user stops changes: an orphaned
+    web job waits (three adopter rounds) until a writable server resumes it."""
+    web_settings(env)
+    add_many(env, 20)
+    server = beet_web(env)
+    with library_write_lock(env):
+        job = server.post("/api/jobs", json={"op": "process"}).json()["job"]
+        wait_until(lambda: working(env), what="the job to work on a file")
+        server.kill()
+        server.stop()
+    web_settings(env, readonly=True)
+    quiet = beet_web(env)
+    try:
+        time.sleep(3 * ADOPT_EVERY + 0.5)  # a negative: nothing may happen for three rounds
+        summary = quiet.get(f"/api/jobs/{job}").json()
+        assert summary["status"] == "running" and not summary["resumed"]
+    finally:
+        quiet.stop()
+    web_settings(env)
+    writable = beet_web(env)
+    try:
+        summary = wait_status(writable, job, {"completed", "failed", "interrupted"}, timeout=60)
+    finally:
+        writable.stop()
+    assert summary["status"] == "completed" and summary["resumed"]
     consistent(env, env.incoming, env.lib_path)
 
 

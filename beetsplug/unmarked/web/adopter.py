@@ -20,6 +20,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+import beets
+
 from ..beets_compat import library_file, music_dir
 from ..errors import ConfigError, StoreError
 from ..runner import JobConfig, adopt, run_in_background
@@ -49,6 +51,8 @@ class Adopter:
 
     def _once(self) -> None:
         log = self.plugin._log
+        if beets.config["web"]["readonly"].get(bool):  # restarting read-only is how a user stops changes
+            return
         try:
             job = adopt(self.lib, JobConfig.from_plugin(self.plugin.config), log)
         except (ConfigError, StoreError) as exc:  # said once, not every second
