@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
+from beetsplug.unmarked.errors import StoreError
 from beetsplug.unmarked.jobs import JobStore, store_path
 
-from .libenv import LibraryEnv
+from .libenv import LibraryEnv, read_only
 
 
 def store_bytes(env: LibraryEnv) -> int:
@@ -27,3 +30,12 @@ def test_twelve_large_jobs_fit_a_two_megabyte_budget(env: LibraryEnv) -> None:
     assert len(jobs) == 12 and all(job["status"] == "completed" for job in jobs)
     assert all(len(job["errors"]) == 1 for job in jobs), "every job keeps its failures"
     assert jobs[-1]["compacted"] and not jobs[0]["compacted"], "oldest compacted first, newest kept whole"
+
+
+def test_a_store_that_cannot_be_written_is_not_called_damaged(env: LibraryEnv) -> None:
+    """A read-only directory (or a full disk) is not damage: no advice to move the store aside."""
+    where = env.temp_path / "locked-away"
+    where.mkdir()
+    with read_only(where), pytest.raises(StoreError) as refused:
+        JobStore(str(where / "library.db-unmarked.db"))
+    assert "not damaged" in str(refused.value) and "Move it aside" not in str(refused.value)

@@ -466,6 +466,12 @@ def _used(db: sqlite3.Connection) -> int:
 
 
 def unreadable_message(path: str, exc: BaseException) -> str:
+    """What to do about a store SQLite refuses: a full disk, a read-only
+    directory or a busy lock is not damage (nothing to move aside); a file that
+    is not a database, or a malformed one, is."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return (f"the job store {path} cannot be used right now ({exc}); free some space or make its "
+                "directory writable, then run again (the store itself is not damaged)")
     return (
         f"the job store {path} cannot be used ({exc}). Move it aside and keep it for "
         f"inspection (mv '{path}' '{path}.broken'); the next run makes a new one. If a run was "
