@@ -373,3 +373,30 @@ def test_path_repairs_log_braces_as_they_are(env: LibraryEnv) -> None:
         assert f"item {move.entity}: moved to {os.fsdecode(move.dst)} but not recorded; path repaired" in second.stderr
     assert temps(env.lib_path) == []
     consistent(env, env.lib_path)
+
+
+def test_a_file_moved_away_during_a_copy_write_is_not_brought_back(env: LibraryEnv,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another program (`beet move`) renames the file while its tags go into the
+    copy: the copy must not re-create the old path (a duplicate nobody owns).
+    The instant is made certain by moving the file from inside the write, just
+    before the copy is flushed (the only stand-in used: the race itself is real)."""
+    import beetsplug.unmarked.files as files
+
+    path = full_track(env.lib_path / "song.flac", {"title": "Song ft Guest", "artist": "A"}, padding=0, seconds=2)
+    item = add(env, path)
+    elsewhere = env.lib_path / "moved by another program.flac"
+    flush = files._flush
+
+    def flush_after_a_move(temp: bytes) -> None:
+        os.rename(path, elsewhere)
+        flush(temp)
+
+    monkeypatch.setattr(files, "_flush", flush_after_a_move)
+    item.title = "Song featuring Guest, a title that no longer fits"
+    with pytest.raises(WriteError, match="moved or replaced by another program"):
+        write_tags(item)
+    assert not path.exists(), "the old path was not re-created"
+    assert audio_files(env.lib_path) == [elsewhere]
+    assert title_in_file(elsewhere) == "Song ft Guest"
+    assert temps(env.lib_path) == []
