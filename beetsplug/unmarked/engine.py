@@ -59,7 +59,7 @@ from .beets_compat import (
     restore_dirty_flags,
     store_many,
 )
-from .errors import ClaimLost, RunAborted
+from .errors import ClaimLost, RunAborted, Terminated
 from .events import readable
 from .files import (
     remove_partial_copies,
@@ -233,6 +233,14 @@ class Handed:
 
 
 @dataclass
+class Wave:
+    """Items read together, whose file work is done together."""
+
+    touches: list[Touch]  # the ones with work left
+    asked: int = 0  # the first this many: their destinations were asked of the helper
+
+
+@dataclass
 class Batch:
     """Work done since the last commit."""
 
@@ -243,6 +251,7 @@ class Batch:
     taken: set[bytes] = field(default_factory=set)  # destinations promised in this batch
     vacated: set[bytes] = field(default_factory=set)  # directories items left
     albums: set[int] = field(default_factory=set)  # albums whose items moved (art follows)
+    pending: Wave | None = None  # begun, to finish before the commit
     committed: bool = False
 
 
@@ -283,7 +292,8 @@ class Engine:
         self._helper: helpers.Helper | None = None
         self._handed: dict[int, Handed] = {}  # by the key of its helper task
         self._keys = itertools.count()
-        self._share = 0.5  # of a rename wave's destinations the helper computes (adjusted as it goes)
+        self._share = 0.7  # of a rename wave's destinations the helper computes (adjusted as it goes)
+        self._found: deque[list[Any]] = deque()  # the helper's destinations, not yet taken by their wave
 
     # --- the run ------------------------------------------------------------
 
@@ -356,10 +366,12 @@ class Engine:
 
     def _settle(self, kind: str, reports: list[Any], stopping: bool = False) -> None:
         """Apply the helper's reports; a lost claim ends the run after all of them are applied."""
+        if kind == "destinations":  # for the wave that asked: kept until it finishes
+            self._found.append(reports)
+            return
         lost = None
         for report in reports:
-            if kind == "files":
-                lost = self._settle_files(report) or lost
+            lost = self._settle_files(report) or lost
         if lost is not None and not stopping:
             raise ClaimLost(lost)
 
@@ -394,8 +406,17 @@ class Engine:
                     if stop():
                         self._flush(batch, summary, sink, redo=False)
                         return True
-                    self._wave([queue.popleft() for _ in range(min(self._wave_size(batch), len(queue)))], batch)
-                    self._drain(keep=1)  # the helper stays at most a wave behind
+                    started = time.monotonic()
+                    ids_now = [queue.popleft() for _ in range(min(self._wave_size(batch), len(queue)))]
+                    wave = self._begin_wave(ids_now, batch)
+                    self._finish_pending(batch)  # the wave before, whose destinations the helper has had meanwhile
+                    if wave.asked:
+                        batch.pending = wave
+                    else:
+                        self._finish_wave(wave, batch)
+                    self._drain(keep=2)  # the helper stays at most two requests behind
+                    spent = (time.monotonic() - started) / len(ids_now)
+                    self._per_item = spent if self._per_item is None else 0.7 * self._per_item + 0.3 * spent
                     if time.monotonic() - batch.started >= self.settings.batch_seconds:
                         break
                 queue.extend(self._flush(batch, summary, sink))  # items another writer changed meanwhile
@@ -416,31 +437,48 @@ class Engine:
 
     # --- a wave of items ---------------------------------------------------------
 
-    def _wave(self, ids: Sequence[int], batch: Batch) -> None:
-        """Do a few items, read from the library just now (not when their chunk
-        began): read them in one query, normalize them, write their tags, move
-        their files, each step journaled for the whole wave at once before its
-        first file changes. An item's trouble is its own; anything that ends the
-        run (claim lost, journal or library unusable) propagates, and the
-        batch's touches say what to undo."""
-        started = time.monotonic()
+    def _begin_wave(self, ids: Sequence[int], batch: Batch) -> Wave:
+        """Start a few items, read from the library just now (not when their
+        chunk began): read them in one query and normalize them. With a helper,
+        hand their file work out (process, normalize), or ask it for most of
+        their destinations (rename: the wave is finished on the next turn,
+        while the helper works on the one after)."""
         with self.lib.transaction() as tx:
             rows = _raw_rows(tx, ids)
         outcomes = [self._begin(item_id, rows.get(item_id), batch) for item_id in ids]
         batch.outcomes += outcomes
         live = [touch for touch in outcomes if isinstance(touch, Touch) and touch.result is None]
+        wave = Wave(live)
         if self._helper is not None and self.op.normalize:
-            self._hand_out(live, batch)  # tag writes and moves: the helper reports later
-        else:
-            if not self.pretend:
-                self._write_all([touch for touch in live if touch.changes])
-            if self.op.rename:
-                self._rename_all([touch for touch in live if touch.result is None], batch)
-            for touch in live:
-                if touch.result is None:
-                    self._succeed(touch)
-        spent = (time.monotonic() - started) / len(ids)
-        self._per_item = spent if self._per_item is None else 0.7 * self._per_item + 0.3 * spent
+            self._hand_out(live, batch, {})  # tag writes and moves: the helper reports later
+            wave.touches = []
+        elif self._helper is not None and self.op.rename:
+            wave.asked = int(len(live) * self._share)
+            if wave.asked:
+                self._helper.send_destinations([(t.id, t.row) for t in live[:wave.asked]])
+        return wave
+
+    def _finish_wave(self, wave: Wave, batch: Batch) -> None:
+        """Write the wave's tags, move its files, each step journaled for the
+        whole wave at once before its first file changes. An item's trouble is
+        its own; anything that ends the run (claim lost, journal or library
+        unusable) propagates, and the batch's touches say what to undo."""
+        live = wave.touches
+        if wave.asked:  # rename with the helper: it moves the files too, reporting later
+            self._hand_out(live, batch, self._destinations_found(wave))
+            return
+        if not self.pretend:
+            self._write_all([touch for touch in live if touch.changes])
+        if self.op.rename:
+            self._rename_all([touch for touch in live if touch.result is None], batch)
+        for touch in live:
+            if touch.result is None:
+                self._succeed(touch)
+
+    def _finish_pending(self, batch: Batch) -> None:
+        wave, batch.pending = batch.pending, None
+        if wave is not None:
+            self._finish_wave(wave, batch)
 
     def _begin(self, item_id: int, raw: Row | None, batch: Batch) -> Touch | ItemResult:
         """An item as read: skipped, or a touch (failed already if its file is gone)."""
@@ -609,13 +647,10 @@ class Engine:
         """Move the wave's files to their destinations: names made unique
         first, every move journaled (one transaction for the wave), then the
         moves in order."""
-        found = self._shared_destinations(touches) if self._helper is not None else {}
         moves: list[tuple[Touch, bytes]] = []
         for touch in touches:
             try:
-                if isinstance(found.get(touch.id), ItemError):
-                    raise found[touch.id]  # type: ignore[misc]
-                dest = self._place(touch, batch, found.get(touch.id))  # type: ignore[arg-type]
+                dest = self._place(touch, batch)
             except (RunAborted, sqlite3.Error):
                 raise
             except Exception as exc:
@@ -638,30 +673,25 @@ class Engine:
             except Exception as exc:
                 self._fail(touch, exc)
 
-    def _shared_destinations(self, touches: Sequence[Touch]) -> dict[int, bytes | ItemError]:
-        """A rename wave's destinations, computed by the helper and this
-        process side by side; the helper's share follows who finished first."""
+    def _destinations_found(self, wave: Wave) -> dict[int, bytes | ItemError]:
+        """A rename wave's destinations: the helper's share (asked for when the
+        wave began) and the rest computed here; the helper's share follows who
+        finished first."""
         assert self._helper is not None
-        cut = int(len(touches) * self._share)
-        if cut == 0:
-            return {}
-        self._helper.send_destinations([(t.id, t.row) for t in touches[:cut]])
         found: dict[int, bytes | ItemError] = {}
-        for touch in touches[cut:]:
+        for touch in wave.touches[wave.asked:]:
             try:
                 found[touch.id] = self._destination(touch.item)
             except (RunAborted, sqlite3.Error):
                 raise
             except Exception as exc:
                 found[touch.id] = ItemError(readable(self._describe(exc, touch.file)))
-        ahead = self._helper.ready()  # the helper was done first: give it more next time
-        self._share = min(0.9, self._share + 0.02) if ahead else max(0.1, self._share - 0.02)
-        while True:
-            kind, reports = self._receive()
-            if kind == "destinations":
-                break
-            self._settle(kind, reports)
-        files = {touch.id: touch.file for touch in touches}
+        ahead = bool(self._found) or self._helper.ready()  # the helper was done first: give it more next time
+        self._share = min(0.95, self._share + 0.02) if ahead else max(0.05, self._share - 0.02)
+        while not self._found:  # replies come in order: any files reports before it are settled
+            self._settle(*self._receive())
+        reports = self._found.popleft()
+        files = {touch.id: touch.file for touch in wave.touches}
         for report in reports:
             found[report.key] = (report.dest if report.error is None
                                  else ItemError(readable(report.error.replace("{file}", files[report.key]))))
@@ -692,16 +722,20 @@ class Engine:
         touch.moved = True
         self._vacate(batch, item, touch.src)
 
-    def _hand_out(self, touches: Sequence[Touch], batch: Batch) -> None:
-        """Give the wave's file work to the helper: destinations and names
-        here, every tag write and move journaled (one transaction), then the
-        tasks sent; the reports settle each item later (``_settle_files``)."""
+    def _hand_out(self, touches: Sequence[Touch], batch: Batch, found: dict[int, bytes | ItemError]) -> None:
+        """Give the wave's file work to the helper: destinations (``found``:
+        those known already) and unique names here, every tag write and move
+        journaled (one transaction), then the tasks sent; the reports settle
+        each item later (``_settle_files``)."""
         assert self._helper is not None
         plans: list[Handed] = []
         for touch in touches:
             tags = self._tags(touch.item, touch.changes) if touch.changes else None
             try:
-                dest = self._place(touch, batch) if self.op.rename else None
+                known = found.get(touch.id)
+                if isinstance(known, ItemError):
+                    raise known
+                dest = self._place(touch, batch, known) if self.op.rename else None
                 if dest is not None:
                     self._make_dirs(dest)
             except (RunAborted, sqlite3.Error):
@@ -812,6 +846,7 @@ class Engine:
     def _flush(self, batch: Batch, summary: Summary, sink: Sink, redo: bool = True) -> list[int]:
         """Commit the batch (items + markers), put back the items another
         writer changed meanwhile, then report. Returns the ids to do again."""
+        self._finish_pending(batch)
         self._drain()
         batch.results = _known(batch.outcomes)
         conflicted = self._commit(batch)
@@ -964,6 +999,8 @@ class Engine:
                     f"{self.settings.commit_attempts} attempts (each waits beets' 'timeout' of {self.lib.timeout:g} s)")
         if isinstance(exc, KeyboardInterrupt):
             return "interrupted"
+        if isinstance(exc, Terminated):
+            return str(exc)
         if isinstance(exc, sqlite3.Error):
             return f"the library {util.displayable_path(self.lib.path)} failed: {exc}"
         if not isinstance(exc, Exception):
@@ -1168,7 +1205,7 @@ def _signals_deferred() -> Iterator[None]:
         return
     caught: list[tuple[int, Any]] = []
     previous: dict[int, Any] = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         handler = signal.getsignal(signum)
         if callable(handler):
             previous[signum] = handler
