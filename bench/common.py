@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -38,6 +39,7 @@ class Measured:
     cpu_seconds: float | None = None
     peak_rss_mib: float | None = None
     work_seconds: float | None = None  # the floor's own timing of its work, without start-up
+    store_mib: float | None = None  # the job store's files after the run
 
     @property
     def cpu_use(self) -> float | None:
@@ -49,8 +51,8 @@ class Measured:
         cpu = None if self.cpu_seconds is None or other.cpu_seconds is None else self.cpu_seconds + other.cpu_seconds
         rss = None if self.peak_rss_mib is None or other.peak_rss_mib is None \
             else max(self.peak_rss_mib, other.peak_rss_mib)
-        return Measured(self.seconds + other.seconds, self.fsyncs + other.fsyncs, self.output + other.output,
-                        cpu, rss)
+        fsyncs = -1 if self.fsyncs < 0 or other.fsyncs < 0 else self.fsyncs + other.fsyncs  # -1: not counted
+        return Measured(self.seconds + other.seconds, fsyncs, self.output + other.output, cpu, rss)
 
 
 def write_config(beetsdir: Path, music: Path, extra: dict | None = None) -> Path:
@@ -68,7 +70,7 @@ def write_config(beetsdir: Path, music: Path, extra: dict | None = None) -> Path
     return beetsdir / "library.db"
 
 
-def new_library(db_path: Path, music: Path):
+def new_library(db_path: Path, music: Path) -> Any:
     """An empty beets library with the current schema (migrations done)."""
     import beets
     from beets.library import Library
@@ -101,7 +103,7 @@ def bulk_add_items(db_path: Path, music: Path, count: int, paths: list[str] | No
         )
 
 
-def sqlite3_connect(path: Path):
+def sqlite3_connect(path: Path) -> Any:
     import sqlite3
 
     return sqlite3.connect(str(path))

@@ -132,7 +132,7 @@ def main() -> None:
     standalone(args.sizes)
 
 
-def measure_floor(template: Path, after_db: Path, work: Path, op: str) -> Any:
+def measure_floor(template: Path, after_db: Path, work: Path, op: str, count: bool = False) -> Any:
     """Plan from ``template`` -> ``after_db``, then time the floor on a fresh copy of ``template``."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import child_json, run_measured
@@ -144,7 +144,7 @@ def measure_floor(template: Path, after_db: Path, work: Path, op: str) -> Any:
     # the plan names the template's paths: point them at the copy
     plan.write_text(plan.read_text().replace(json.dumps(str(template))[1:-1], json.dumps(str(work))[1:-1]))
     measured = run_measured([sys.executable, str(Path(__file__).resolve()), "--run", str(plan),
-                             "--db", str(work / "library.db")], work)
+                             "--db", str(work / "library.db")], work, count_fsync=count)
     measured.work_seconds = child_json(measured.output)["work_seconds"]
     plan.unlink()
     return measured
@@ -167,7 +167,7 @@ def standalone(sizes: list[int]) -> None:
             for op in ("process", "rename"):
                 fresh_copy(template, done)
                 run_measured([BEET, f"{op}-unmarked"], done, count_fsync=False)  # the plan's source, untimed
-                m = measure_floor(template, done / "library.db", work, op)
+                m = measure_floor(template, done / "library.db", work, op, count=True)
                 rows.append([size, op, f"{m.seconds:.2f}", f"{m.work_seconds:.2f}", m.fsyncs])
     finally:
         shutil.rmtree(base, ignore_errors=True)
