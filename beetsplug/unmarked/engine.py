@@ -69,7 +69,6 @@ from .files import (
     write_fields,
     write_tags,
 )
-from .markers import unmarked_query
 from .operations import RENAMED
 from .transaction import LibraryLockedError, atomic, rolled_back
 
@@ -273,7 +272,6 @@ class Engine:
         self.journal, self.force, self.pretend = journal, force, pretend
         # Fencing: raises ClaimLost once this process no longer owns the library.
         self.guard: Callable[[], None] = guard or (lambda: None)
-        self.todo = unmarked_query(op.name)
         self.clutter = beets.config["clutter"].as_str_seq()
         self._batch = Batch()
         self._redone: Counter[int] = Counter()
@@ -292,7 +290,8 @@ class Engine:
         self._helper: helpers.Helper | None = None
         self._handed: dict[int, Handed] = {}  # by the key of its helper task
         self._keys = itertools.count()
-        self._share = 0.7  # of a rename wave's destinations the helper computes (adjusted as it goes)
+        self._share = 0.5  # of a wave's destinations the helper computes (adjusted as it goes)
+        self._waited = 0.0  # the helper's ``waited`` when the share was last adjusted
         self._found: deque[list[Any]] = deque()  # the helper's destinations, not yet taken by their wave
 
     # --- the run ------------------------------------------------------------
@@ -346,7 +345,7 @@ class Engine:
             return
         assert self.claim is not None
         self.guard()
-        self._helper = helpers.Helper(self.lib, self.claim, self._id3v23)
+        self._helper = helpers.Helper(self.lib, self.claim, self._id3v23, shield=_signals_deferred)
         self.log.debug("helper process {} takes this run's {}", self._helper.pid,
                        "tag writes and moves" if self.op.normalize else "share of destinations")
 
@@ -432,40 +431,41 @@ class Engine:
             return FIRST_WAVE
         return max(1, min(MAX_WAVE, int(left / self._per_item)))
 
-    def _wanted(self, item: Item) -> bool:
-        return self.force or self.todo.match(item)
-
     # --- a wave of items ---------------------------------------------------------
 
     def _begin_wave(self, ids: Sequence[int], batch: Batch) -> Wave:
         """Start a few items, read from the library just now (not when their
-        chunk began): read them in one query and normalize them. With a helper,
-        hand their file work out (process, normalize), or ask it for most of
-        their destinations (rename: the wave is finished on the next turn,
-        while the helper works on the one after)."""
+        chunk began): read them in one query and normalize them. With a
+        helper, hand their file work out at once (process, normalize: the tag
+        writes are its load; destinations are computed here), or ask it for a
+        share of their destinations (rename: the wave is finished on the next
+        turn, while the helper works on these)."""
         with self.lib.transaction() as tx:
             rows = _raw_rows(tx, ids)
         outcomes = [self._begin(item_id, rows.get(item_id), batch) for item_id in ids]
         batch.outcomes += outcomes
         live = [touch for touch in outcomes if isinstance(touch, Touch) and touch.result is None]
         wave = Wave(live)
-        if self._helper is not None and self.op.normalize:
-            self._hand_out(live, batch, {})  # tag writes and moves: the helper reports later
-            wave.touches = []
-        elif self._helper is not None and self.op.rename:
+        if self._helper is not None and not self.op.normalize:  # rename: destinations shared, finished next turn
             wave.asked = int(len(live) * self._share)
             if wave.asked:
-                self._helper.send_destinations([(t.id, t.row) for t in live[:wave.asked]])
+                self._helper.send_destinations([(t.id, t.row, {key: new for key, (_, new) in t.changes.items()})
+                                                for t in live[:wave.asked]])
+        elif self._helper is not None:  # process, normalize: tag writes (and moves) are the helper's load
+            self._hand_out(live, batch, {})
+            wave.touches = []
         return wave
 
     def _finish_wave(self, wave: Wave, batch: Batch) -> None:
         """Write the wave's tags, move its files, each step journaled for the
-        whole wave at once before its first file changes. An item's trouble is
-        its own; anything that ends the run (claim lost, journal or library
-        unusable) propagates, and the batch's touches say what to undo."""
+        whole wave at once before its first file changes - here, or by the
+        helper, which then does every file of the run (one write at a time).
+        An item's trouble is its own; anything that ends the run (claim lost,
+        journal or library unusable) propagates, and the batch's touches say
+        what to undo."""
         live = wave.touches
-        if wave.asked:  # rename with the helper: it moves the files too, reporting later
-            self._hand_out(live, batch, self._destinations_found(wave))
+        if self._helper is not None:  # every file of the run is the helper's: one write at a time
+            self._hand_out(live, batch, self._destinations_found(wave) if wave.asked else {})
             return
         if not self.pretend:
             self._write_all([touch for touch in live if touch.changes])
@@ -486,7 +486,7 @@ class Engine:
             return ItemResult(item_id, None, skipped=True, error="removed from the library during the run")
         item = _model(self.lib, raw)
         file = readable(item.path)
-        if not self._wanted(item):
+        if not self.force and all(marker in raw[2] for marker in self.op.markers):  # as ``unmarked:`` selects
             return ItemResult(item_id, file, file, skipped=True, error="already done by another run")
         touch = Touch(item_id, item, raw, item.path, file, before=item.copy() if self.pretend else None)
         if not self.pretend:
@@ -686,8 +686,10 @@ class Engine:
                 raise
             except Exception as exc:
                 found[touch.id] = ItemError(readable(self._describe(exc, touch.file)))
-        ahead = bool(self._found) or self._helper.ready()  # the helper was done first: give it more next time
-        self._share = min(0.95, self._share + 0.02) if ahead else max(0.05, self._share - 0.02)
+        # Balance: if this process waited for the helper since the last wave,
+        # the helper has too much to do; if not, it can take more.
+        waited, self._waited = self._helper.waited - self._waited, self._helper.waited
+        self._share = max(0.05, self._share - 0.03) if waited > 0.002 else min(0.95, self._share + 0.03)
         while not self._found:  # replies come in order: any files reports before it are settled
             self._settle(*self._receive())
         reports = self._found.popleft()

@@ -191,7 +191,7 @@ def write_fields(path: bytes, tags: Mapping[str, Any], id3v23: bool) -> Route:
             mediafile = MediaFile(target, id3v23=id3v23)
         except UnreadableFileError as exc:
             raise ReadError(path, exc) from exc
-        mediafile.update(dict(tags))
+        _update(mediafile, tags)
         try:
             mediafile.save()
         except UnreadableFileError as exc:
@@ -199,6 +199,26 @@ def write_fields(path: bytes, tags: Mapping[str, Any], id3v23: bool) -> Route:
     finally:
         _CURRENT.reset(token)
     return write.route
+
+
+def _update(mediafile: MediaFile, tags: Mapping[str, Any]) -> None:
+    """``MediaFile.update(tags)``: each field in mediafile's order, None
+    deletes. mediafile works that order out on every call (~30 us); it only
+    changes when a plugin adds a field, so it is kept until a field is missing."""
+    order = _field_order()
+    if any(field not in order for field in tags):
+        _field_order.cache_clear()
+        order = _field_order()
+    for field in sorted((field for field in tags if field in order), key=order.__getitem__):
+        if tags[field] is None:
+            delattr(mediafile, field)
+        else:
+            setattr(mediafile, field, tags[field])
+
+
+@cache
+def _field_order() -> dict[str, int]:
+    return {field: n for n, field in enumerate(MediaFile.sorted_fields())}
 
 
 def _install() -> None:

@@ -10,7 +10,8 @@ in the order they are sent:
   would; the report says what happened to each (written? where is the file?)
   so the engine can finish, fail or undo the item;
 * ``destinations``: ``Item.destination()`` of items given as stored rows
-  (the parent computes the rest of a wave's meanwhile).
+  and the fields the rules changed (the parent computes the rest of the
+  wave's meanwhile).
 
 Why this keeps the guarantees of a one-process run:
 
@@ -45,7 +46,9 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from collections import deque
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +60,7 @@ from .errors import ClaimLost, RunAborted
 from .files import where_after_failed_move, write_fields
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from multiprocessing.connection import Connection
     from multiprocessing.synchronize import Event
 
@@ -116,7 +120,11 @@ def describe(exc: BaseException, file: str) -> str:
 class Helper:
     """The parent's handle: send requests, read the replies in order, stop."""
 
-    def __init__(self, lib: Library, claim: LibraryLock, id3v23: bool) -> None:
+    def __init__(self, lib: Library, claim: LibraryLock, id3v23: bool,
+                 shield: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
+        # ``shield`` holds Ctrl-C and stop signals while a message crosses the
+        # pipe: one cut in half would leave the stream unreadable both ways.
+        self._shield = shield
         context = multiprocessing.get_context("fork")
         self._conn, child = context.Pipe()
         self._stop = context.Event()
@@ -131,6 +139,7 @@ class Helper:
             os.close(shared)  # the helper has its copy
             child.close()
         self._waiting: deque[str] = deque()  # kinds of the requests not answered yet
+        self.waited = 0.0  # seconds the parent has waited for replies
 
     @property
     def pid(self) -> int | None:
@@ -144,12 +153,13 @@ class Helper:
     def send_files(self, tasks: list[FileTask]) -> None:
         self._send("files", tasks)
 
-    def send_destinations(self, rows: list[tuple[int, Any]]) -> None:
+    def send_destinations(self, rows: list[tuple[int, Any, dict[str, Any]]]) -> None:
         self._send("destinations", rows)
 
     def _send(self, kind: str, payload: Any) -> None:
         try:
-            self._conn.send((kind, payload))
+            with self._shield():
+                self._conn.send((kind, payload))
         except (OSError, ValueError) as exc:
             raise self._gone() from exc
         self._waiting.append(kind)
@@ -162,9 +172,15 @@ class Helper:
             return True  # receive() says what happened
 
     def receive(self) -> tuple[str, list[Any]]:
-        """The next reply (blocks); the helper's death is a ``RunAborted``."""
+        """The next reply (blocks; ``waited`` adds up the time spent waiting);
+        the helper's death is a ``RunAborted``."""
         try:
-            reply = self._conn.recv()
+            if not self._conn.poll(0):  # a signal may end the wait: nothing is read yet
+                started = time.monotonic()
+                self._conn.poll(None)
+                self.waited += time.monotonic() - started
+            with self._shield():
+                reply = self._conn.recv()
         except (EOFError, OSError) as exc:
             raise self._gone() from exc
         return self._waiting.popleft(), reply
@@ -187,7 +203,7 @@ class Helper:
                 if not self._conn.poll(STOP_PATIENCE):
                     raise TimeoutError
                 replies.append(self.receive())
-        except (RunAborted, TimeoutError):
+        except Exception:  # dead, stuck, or a reply that cannot be read
             self.kill()
             return None
         self.close()
@@ -196,7 +212,8 @@ class Helper:
     def close(self) -> None:
         """End the helper (after its last reply)."""
         try:
-            self._conn.send(None)
+            with self._shield():
+                self._conn.send(None)
         except (OSError, ValueError):
             pass
         self._process.join(STOP_PATIENCE)
@@ -248,7 +265,7 @@ def _serve(conn: Connection, stop: Event, lib: Library, lock_path: str, shared_f
                 replies.append(_file_work(task, id3v23))
             conn.send(replies)
         else:
-            conn.send([_destination(lib, key, row) for key, row in payload])
+            conn.send([_destination(lib, key, row, changes) for key, row, changes in payload])
     os._exit(0)
 
 
@@ -291,7 +308,7 @@ def _file_work(task: FileTask, id3v23: bool) -> FileDone:
     return done
 
 
-def _destination(lib: Library, key: int, row: Any) -> DestinationDone:
+def _destination(lib: Library, key: int, row: Any, changes: dict[str, Any]) -> DestinationDone:
     from beets.library import Item
 
     from .beets_compat import model_from_row, path_format_chooser
@@ -300,6 +317,8 @@ def _destination(lib: Library, key: int, row: Any) -> DestinationDone:
     names, values, flex = row
     try:
         item: Item = model_from_row(Item, lib, dict(zip(names, values)), dict(flex))
+        for field, value in changes.items():  # as the rules left it in the parent
+            item[field] = value
         if _chooser is None:
             _chooser = path_format_chooser(lib)
         return DestinationDone(key, dest=_chooser(item))
