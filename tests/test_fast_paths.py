@@ -167,3 +167,45 @@ def test_listens_sees_a_plugin_listening() -> None:
     finally:
         plugins.BeetsPlugin.listeners["unmarked-test-event"].remove(listener)
     assert {"title", "album", "artist"} <= compat.media_fields()
+
+
+# --- set_field == item[key] = value ------------------------------------------------
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("path", "/music/a str path.mp3"), ("path", b"/music/bytes.mp3"), ("renamed", 12.5),
+    ("mtime", 7), ("title", "A new title"), ("album_id", 3), ("comp", True),
+])
+def test_set_field_does_what_setitem_does(key: str, value: Any) -> None:
+    def fresh() -> Item:
+        item = Item(title="Old", path=b"/music/old.mp3", mtime=99, album_id=1)
+        item.clear_dirty()
+        return item
+
+    by_beets, ours = fresh(), fresh()
+    by_beets[key] = value
+    compat.set_field(ours, key, value)
+    assert ours[key] == by_beets[key] and type(ours[key]) is type(by_beets[key])
+    assert ours.mtime == by_beets.mtime, "a changed tag field resets mtime, nothing else does"
+    assert ours._dirty == by_beets._dirty
+
+
+# --- plugin_getters_fixed ---------------------------------------------------------------
+
+
+def test_plugin_getters_are_the_same_while_fixed_and_restored_after(env: LibraryEnv) -> None:
+    plugin = plugins.find_plugins()[0]
+    plugin.template_fields["unmarked_probe"] = lambda item: f"probe-{item.title}"
+    try:
+        item = Item(title="T", path=os.fsencode(env.lib_path / "t.mp3"))
+        env.lib.add(item)
+        original = plugins.item_field_getters
+        want = set(original())
+        with compat.plugin_getters_fixed():
+            assert set(plugins.item_field_getters()) == want
+            with compat.plugin_getters_fixed():  # nested (another run in another thread)
+                assert item.evaluate_template("$unmarked_probe") == "probe-T"
+            assert plugins.item_field_getters is not original
+        assert plugins.item_field_getters is original, "restored when the last user leaves"
+    finally:
+        del plugin.template_fields["unmarked_probe"]

@@ -21,13 +21,15 @@ import inspect
 import os
 import re
 import sqlite3
+import threading
 from contextlib import AbstractContextManager, contextmanager, suppress
-from functools import cached_property
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import beets
 from beets import library, ui, util
 from beets import logging as beets_logging
+from beets.dbcore import Model as _Model
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -68,11 +70,13 @@ __all__ = [
     "parse_query_string",
     "partial_copy_pattern",
     "path_format_chooser",
+    "plugin_getters_fixed",
     "refresh_library_config",
     "reopen_after_fork",
     "restore_dirty_flags",
     "rollback",
     "rolled_back",
+    "set_field",
     "show_model_changes",
     "show_path_changes",
     "store_many",
@@ -624,6 +628,84 @@ def store_many(tx: Transaction, models: Sequence[LibModel]) -> None:
         lib = model._db
         if lib is not None:
             plugins.send("database_change", lib=lib, model=model)
+
+
+def set_field(item: Item, key: str, value: Any) -> None:
+    """``item[key] = value``, without beets' scan of mediafile's fields.
+
+    beets 2.10-2.14 ``Item.__setitem__``: a ``str`` path becomes bytes (2.10
+    also turns a buffer into bytes), a new ``album_id`` drops the cached
+    album, ``Model._setitem`` stores the value and marks it dirty, and a
+    changed tag field resets ``mtime``; that last check runs ``key in
+    MediaFile.fields()``, a generator over mediafile's class attributes (~35
+    us for a key that is not a tag, such as ``path`` or a marker). Here the
+    tag fields are a set. Tag fields and ``album_id`` still go through
+    beets' own ``__setitem__``; so does anything that is not an ``Item``.
+    """
+    if key in _tag_fields() or key == "album_id" or type(item) is not library.Item:
+        item[key] = value
+        return
+    if key == "path":
+        if isinstance(value, str):
+            value = util.bytestring_path(value)
+        elif isinstance(value, memoryview):
+            value = bytes(value)
+    _Model._setitem(item, key, value)
+
+
+@cache
+def _tag_fields() -> frozenset[str]:
+    from mediafile import MediaFile
+
+    return frozenset(MediaFile.fields())  # after plugins added theirs: the first call is in a run
+
+
+_getters_lock = threading.Lock()
+_getters_users = 0
+_getters_kept: dict[str, Any] = {}
+
+
+@contextmanager
+def plugin_getters_fixed() -> Iterator[None]:
+    """Within the block, beets' plugin-provided field getters are worked out once.
+
+    beets 2.10-2.14 read every item or album field through ``Model._get``,
+    which first calls ``Item._getters()`` / ``Album._getters()``, which call
+    ``plugins.item_field_getters()`` / ``album_field_getters()``: each walks
+    every loaded plugin and merges their ``template_fields`` into a new dict
+    (~3 us), twenty times and more for one item's destination. Plugins and
+    their fields are set up when beets loads them and do not change during a
+    run, so both are computed once on entry and copies handed out until the
+    last user leaves (the functions are module attributes, looked up on each
+    call; a server's other threads get the same answer, sooner). No public
+    alternative.
+    """
+    from beets import plugins
+
+    global _getters_users
+    with _getters_lock:
+        if _getters_users == 0:
+            for name in ("item_field_getters", "album_field_getters"):
+                original = getattr(plugins, name)
+                _getters_kept[name] = original
+                setattr(plugins, name, _copies(original()))
+        _getters_users += 1
+    try:
+        yield
+    finally:
+        with _getters_lock:
+            _getters_users -= 1
+            if _getters_users == 0:
+                for name, original in _getters_kept.items():
+                    setattr(plugins, name, original)
+                _getters_kept.clear()
+
+
+def _copies(fixed: dict[str, Any]) -> Any:
+    def getters() -> dict[str, Any]:
+        return dict(fixed)  # a copy: 2.10's Item._getters adds its own to it
+
+    return getters
 
 
 _inherited: list[Any] = []  # a forked child's copies of its parent's connections: never used, never closed

@@ -56,7 +56,9 @@ from .beets_compat import (
     media_fields,
     model_from_row,
     path_format_chooser,
+    plugin_getters_fixed,
     restore_dirty_flags,
+    set_field,
     store_many,
 )
 from .errors import ClaimLost, RunAborted, Terminated
@@ -316,7 +318,8 @@ class Engine:
         else:
             summary = resume
             summary.error = None
-        with self.lib.music_dir_context():  # paths expand in any thread
+        # Paths expand in any thread; plugins' field getters are worked out once.
+        with self.lib.music_dir_context(), plugin_getters_fixed():
             try:
                 summary.status = "completed"
                 self._start_helper(len(ids))
@@ -593,7 +596,7 @@ class Engine:
         tags = self._tags(item, changes)
         plugins.send("write", item=item, path=item.path, tags=tags)
         write_fields(item.path, tags, self._id3v23)
-        item.mtime = item.current_mtime()
+        set_field(item, "mtime", item.current_mtime())
         plugins.send("after_write", item=item, path=item.path)
 
     def _normalized_albums(self, ids: Sequence[int]) -> list[Album]:
@@ -659,7 +662,7 @@ class Engine:
             if dest is None:
                 continue
             if self.pretend:
-                touch.item.path = dest
+                set_field(touch.item, "path", dest)
             else:
                 moves.append((touch, dest))
         intents = self._intend_many([("item", t.id, t.item.path, dest) for t, dest in moves])
@@ -712,7 +715,8 @@ class Engine:
             with _signals_deferred():
                 where = self._after_failed_move(touch.src, dest)
                 if where == "dst":  # it moved after all: commit or undo it with the batch
-                    item.path, touch.moved = dest, True
+                    set_field(item, "path", dest)
+                    touch.moved = True
                     self._vacate(batch, item, touch.src)
                 elif where == "src" and isinstance(exc, Exception):  # at src, intact, no partial copy left
                     self._forget([intent])
@@ -789,12 +793,14 @@ class Engine:
                 touch.intents = []
                 self._fail(touch, ItemError(done.write_error))
                 return None
-            item.mtime = done.mtime if done.mtime is not None else item.mtime
+            if done.mtime is not None:
+                set_field(item, "mtime", done.mtime)
             plugins.send("after_write", item=item, path=item.path)
         if handed.dest is not None:
             if done.where == "dst":
                 source = item.path
-                item.path, touch.moved = handed.dest, True
+                set_field(item, "path", handed.dest)
+                touch.moved = True
                 self._vacate(handed.batch, item, touch.src)
                 plugins.send("item_moved", item=item, source=source, destination=handed.dest)
             elif done.where == "src":
@@ -830,7 +836,7 @@ class Engine:
         plugins.send("before_item_moved", item=item, source=source, destination=dest)
         util.move(source, dest)
         plugins.send("item_moved", item=item, source=source, destination=dest)
-        item.path = dest
+        set_field(item, "path", dest)
 
     def _after_failed_move(self, src: bytes, dst: bytes) -> str | None:
         """Where the file is after a move from ``src`` to ``dst`` raised (or
@@ -878,7 +884,7 @@ class Engine:
         now = time.time()
         for touch in keep:
             for marker in touch.markers:
-                touch.item[marker] = now
+                set_field(touch.item, marker, now)
             if touch.wrote and RENAMED not in touch.markers:
                 self._keep_renamed_honest(touch.item)
 
