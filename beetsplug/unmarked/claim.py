@@ -41,7 +41,8 @@ def _try_lock(fd: int, kind: int) -> bool:
     return True
 
 
-def file_identity(path: str) -> tuple[int, int] | None:
+def file_identity(path: str | bytes) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path`` now, or None if there is none."""
     try:
         st = os.stat(path)
     except FileNotFoundError:

@@ -88,6 +88,7 @@ from mutagen import PaddingInfo
 from mutagen._util import FileThing
 
 from .beets_compat import ReadError, WriteError, partial_copy_pattern
+from .claim import file_identity
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -302,7 +303,7 @@ def _save_through_copy(mf: MediaFile, save: Any, kwargs: dict[str, Any]) -> None
     name = mf.filename
     target = os.path.realpath(os.fsencode(name))  # a symlink stays; its target is replaced
     try:
-        copied = _identity(target)
+        copied = file_identity(target)
         temp = _temp_copy(target)
     except OSError as exc:
         raise UnreadableFileError(name, f"cannot make a copy to write the tags to "
@@ -318,7 +319,7 @@ def _save_through_copy(mf: MediaFile, save: Any, kwargs: dict[str, Any]) -> None
         finally:
             mf.filething = kept
         _flush(temp)
-        if _identity(target) != copied:  # moved or replaced meanwhile: do not bring the old file back
+        if file_identity(target) != copied:  # moved or replaced meanwhile: do not bring the old file back
             raise FileNotFoundError(errno.ENOENT, "moved or replaced by another program during the tag write",
                                     name)
         os.replace(temp, target)
@@ -331,14 +332,6 @@ def _save_through_copy(mf: MediaFile, save: Any, kwargs: dict[str, Any]) -> None
         if isinstance(exc, OSError):
             raise UnreadableFileError(name, f"{exc.strerror or exc}; the file is unchanged") from exc
         raise
-
-
-def _identity(path: bytes) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return info.st_dev, info.st_ino
 
 
 def _temp_copy(target: bytes) -> bytes:
