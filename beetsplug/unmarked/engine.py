@@ -253,6 +253,7 @@ class Batch:
     vacated: set[bytes] = field(default_factory=set)  # directories items left
     albums: set[int] = field(default_factory=set)  # albums whose items moved (art follows)
     pending: Wave | None = None  # begun, to finish before the commit
+    versions: set[int] = field(default_factory=set)  # the library's data_version at each read of the batch's rows
     committed: bool = False
 
 
@@ -444,6 +445,7 @@ class Engine:
         share of their destinations (rename: the wave is finished on the next
         turn, while the helper works on these)."""
         with self.lib.transaction() as tx:
+            batch.versions.add(_data_version(tx))  # before the rows: a commit in between shows as a change
             rows = _raw_rows(tx, ids)
         outcomes = [self._begin(item_id, rows.get(item_id), batch) for item_id in ids]
         batch.outcomes += outcomes
@@ -877,7 +879,9 @@ class Engine:
     def _commit(self, batch: Batch) -> list[Touch]:
         """Store the batch's items and markers in one transaction. An item whose
         library row changed since it was read (another program committed a
-        change meanwhile) is not stored; those are returned."""
+        change meanwhile) is not stored; those are returned. The rows are
+        compared only if some other connection committed since they were read
+        (SQLite's ``data_version`` says so, in the same transaction)."""
         keep = [touch for touch in batch.touches if touch.store]
         if not keep:
             return []
@@ -889,8 +893,11 @@ class Engine:
                 self._keep_renamed_honest(touch.item)
 
         def store(tx: Transaction) -> list[Touch]:
-            current = _raw_rows(tx, [t.id for t in keep])
-            conflicted = [touch for touch in keep if current.get(touch.id) != touch.row]
+            if batch.versions == {_data_version(tx)}:
+                conflicted = []  # no other connection has committed anything since the rows were read
+            else:
+                current = _raw_rows(tx, [t.id for t in keep])
+                conflicted = [touch for touch in keep if current.get(touch.id) != touch.row]
             taken = {touch.id for touch in conflicted}
             store_many(tx, [touch.item for touch in keep if touch.id not in taken])
             return conflicted
@@ -1180,6 +1187,12 @@ def _raw_rows(tx: Transaction, ids: Sequence[int]) -> dict[int, Row]:
             if row[0] in found:
                 found[row[0]][2][row[1]] = row[2]
     return found
+
+
+def _data_version(tx: Transaction) -> int:
+    """SQLite's ``PRAGMA data_version``: it changes when another connection
+    (another process, another thread) commits to the library, and only then."""
+    return int(tx.query("PRAGMA data_version")[0][0])
 
 
 def _known(outcomes: Sequence[Touch | ItemResult]) -> list[ItemResult]:
