@@ -4,8 +4,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench/out
 python bench/markers_bench.py --sizes 10000 100000 > bench/out/markers.md
-python bench/operations_bench.py --sizes 600 5000 > bench/out/operations.md
+# paired against beets and the floor, 1k/5k/20k (about 13 minutes; see BENCHMARKS.md)
+python bench/operations_bench.py --sizes 1000 5000 20000 --reps 3 2 1 > bench/out/operations.md
+python bench/store_bench.py --items 2000 --jobs 12 --budget 2 > bench/out/store.md
 python bench/web_bench.py --items 20000 > bench/out/web.md
 python bench/sse_load.py --items 3000 --clients 50 > bench/out/sse_load.md
 python bench/crash_trials.py --trials 22 --items 1000 > bench/out/crash_trials.md
+python bench/mark_http_bench.py --items 100000 --preview-items 20000 > bench/out/mark_http.md
 echo "done: $(date -u)" >> bench/out/ran.txt
