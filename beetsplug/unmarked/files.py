@@ -55,6 +55,11 @@ ones (Monkey's Audio, WavPack, Musepack) never consult PaddingInfo; ASF and
 DSF do, but DSF may rewrite its header before the question and ASF's padding
 accounting is not covered by a test here.
 
+``write_fields`` takes the same routes for a write of the changed fields
+only (what the engine does unless a plugin edits tags on beets' ``write``
+event): MediaFile, the fields set, ``save()`` - no beets item, so the run's
+helper process (helper.py) can do it.
+
 Costs and limits: the copy route reads and writes the whole file once (a
 reflink makes it nearly free) and flushes it (``fdatasync``) before the
 rename, so a power cut cannot swap in an unwritten file; after it the file has
