@@ -433,7 +433,7 @@ class Engine:
             return 1
         if self._per_item is None:
             return FIRST_WAVE
-        return max(1, min(MAX_WAVE, int(left / self._per_item)))
+        return max(1, int(min(MAX_WAVE, left / max(self._per_item, 1e-9))))  # (no time bound: left is inf)
 
     # --- a wave of items ---------------------------------------------------------
 
