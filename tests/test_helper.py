@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mediafile import MediaFile
 
 from beetsplug.unmarked.claim import lock_is_free
 from beetsplug.unmarked.jobs import store_path
@@ -181,3 +182,38 @@ def test_ctrl_c_stops_the_helper_first_then_puts_the_batch_back(env: LibraryEnv)
     assert len(audio_files(env.incoming, env.lib_path)) == 120
     env.beet("process-unmarked")
     consistent(env, env.incoming, env.lib_path)
+
+
+ZEROES = '''
+from beets.plugins import BeetsPlugin
+
+class Zeroes(BeetsPlugin):
+    """Like beets' zero plugin: clears a field in the tags every write sends."""
+    def __init__(self):
+        super().__init__()
+        self.register_listener("write", self.write)
+
+    def write(self, item, path, tags):
+        if "comments" in tags:
+            tags["comments"] = None
+'''
+
+
+def test_a_plugin_on_write_gets_beets_whole_write_in_one_process(env: LibraryEnv) -> None:
+    """A plugin that edits tags on ``write`` (zero, scrub) needs every tag in
+    the event: then beets' whole ``Item.write``, and no helper."""
+    folder = env.temp_path / "test-plugins"
+    folder.mkdir(exist_ok=True)
+    (folder / "zeroes.py").write_text(ZEROES)
+    env.configure(pluginpath=[str(folder)], plugins=["unmarked", "zeroes"])
+    for n in range(12):
+        item = env.add_track(f"{n}.{EXTS[n % 3]}", {"title": f"  Song   {n}", "artist": "A"})
+        item.comments = "secret"
+        item.write()
+        item.store()
+        assert MediaFile(item.path).comments == "secret"
+    run = env.beet("-v", "process-unmarked")
+    assert "helper process" not in run.stderr and "12 succeeded" in run.stdout
+    for item in env.lib.items():
+        assert MediaFile(item.path).comments in (None, ""), "the plugin's edit reached the file"
+        assert MediaFile(item.path).title == item.title
