@@ -137,3 +137,15 @@ def read_only(path: Path) -> Iterator[None]:
         if as_root:
             subprocess.run(["chattr", "-i", str(path)], check=True)
         path.chmod(mode)
+
+
+@contextmanager
+def tmpfs(parent: Path, name: str, size: str) -> Iterator[Path]:
+    """A size-limited tmpfs mounted at ``parent/name`` (needs root), unmounted after."""
+    mount = parent / name
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)

@@ -18,7 +18,7 @@ import pytest
 from .audio import make_track
 from .consistency import consistent
 from .gates import in_flight, library_write_lock, off_the_library, running_job, wait_for, wait_in_flight
-from .libenv import BEET, LibraryEnv, audio_files
+from .libenv import BEET, LibraryEnv, audio_files, tmpfs
 from .servers import beet_web, web_settings
 from .test_web_api import add_many
 
@@ -63,13 +63,8 @@ def test_files_that_vanish_or_rot_after_selection(env: LibraryEnv) -> None:
 @pytest.fixture
 def small_disk(env: LibraryEnv) -> Iterator[Path]:
     """A 1 MiB filesystem (tmpfs) inside the test's directory."""
-    mount = env.temp_path / "small-disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
-    try:
+    with tmpfs(env.temp_path, "small-disk", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def fill(directory: Path) -> Path:

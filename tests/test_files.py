@@ -27,7 +27,7 @@ from beetsplug.unmarked.jobs import JobStore, Move, store_path
 
 from .consistency import consistent
 from .fulltracks import base_track, full_track, samples_hash
-from .libenv import BEET, LibraryEnv, audio_files, read_only
+from .libenv import BEET, LibraryEnv, audio_files, read_only, tmpfs
 from .test_untearable import newest_job, temps
 
 ROOT = os.geteuid() == 0
@@ -187,13 +187,8 @@ def test_on_btrfs_the_copy_is_a_reflink(env: LibraryEnv, btrfs: Path) -> None:
 @pytest.fixture
 def disk(env: LibraryEnv) -> Iterator[Path]:
     """A 16 MiB tmpfs inside the test's directory."""
-    mount = env.temp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
-    try:
+    with tmpfs(env.temp_path, "disk", "16m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def free_bytes(path: Path) -> int:
