@@ -98,6 +98,7 @@ def parse(query: str) -> Any:
     return parsed
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("query", QUERIES)
 def test_selected_ids_are_the_ids_beets_finds(lib: Any, query: str) -> None:
     """The copy of beets' join rule selects exactly what ``lib.items`` does."""
@@ -110,18 +111,21 @@ def test_selected_ids_are_the_ids_beets_finds(lib: Any, query: str) -> None:
         )
 
 
+@pytest.mark.fast
 def test_the_table_covers_both_sides() -> None:
     """The table has queries that need the albums join and ones that are slow."""
     assert any(compat.item_ids_sql(parse(q)) is None for q in QUERIES)
     assert any("JOIN" in (compat.item_ids_sql(parse(q)) or ("",))[0] for q in QUERIES)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("query", FAST)
 def test_marker_and_field_queries_stay_in_sql(query: str) -> None:
     assert compat.item_ids_sql(parse(query)) is not None
     assert compat.item_ids_sql(AndQuery([unmarked_query("process"), parse(query)])) is not None
 
 
+@pytest.mark.fast
 def test_album_field_queries_see_album_changes(lib: Any) -> None:
     album = lib.albums("album:Gamma").get()
     album.albumartist = "Epsilon"
@@ -142,6 +146,7 @@ def _titles(lib: Any) -> list[str]:
     return sorted(item.title for item in lib.items())
 
 
+@pytest.mark.fast
 def test_beets_own_transaction_commits_even_when_the_block_raises(lib: Any) -> None:
     """The beets behaviour ``all_or_nothing`` exists for."""
     item = lib.items("title:Solo").get()
@@ -152,6 +157,7 @@ def test_beets_own_transaction_commits_even_when_the_block_raises(lib: Any) -> N
     assert "Changed" in _titles(lib)
 
 
+@pytest.mark.fast
 def test_all_or_nothing_rolls_back_on_error(lib: Any) -> None:
     before = _titles(lib)
     item = lib.items("title:Solo").get()
@@ -166,6 +172,7 @@ def test_all_or_nothing_rolls_back_on_error(lib: Any) -> None:
     assert "Added" in _titles(lib)
 
 
+@pytest.mark.fast
 def test_all_or_nothing_commits_from_another_connection_view(lib: Any, env: LibraryEnv) -> None:
     with compat.all_or_nothing(lib):
         lib.add(Item(title="Seen", path=b"/seen.mp3"))
@@ -173,6 +180,7 @@ def test_all_or_nothing_commits_from_another_connection_view(lib: Any, env: Libr
         assert other.execute("SELECT count(*) FROM items WHERE title = 'Seen'").fetchone()[0] == 1
 
 
+@pytest.mark.fast
 def test_rolled_back_sees_its_writes_and_keeps_none(lib: Any) -> None:
     before = _titles(lib)
     with compat.rolled_back(lib):
@@ -198,6 +206,7 @@ def in_thread(work: Callable[[], Any]) -> Any:
     return out["value"]
 
 
+@pytest.mark.fast
 def test_a_locked_library_fails_before_any_write(lib: Any, env: LibraryEnv) -> None:
     """BEGIN IMMEDIATE takes the write lock up front; beets' timeout applies."""
     other = sqlite3.connect(env.settings["library"], isolation_level=None)
@@ -221,6 +230,7 @@ def test_a_locked_library_fails_before_any_write(lib: Any, env: LibraryEnv) -> N
 # --- dirty flags and models from rows -----------------------------------------
 
 
+@pytest.mark.fast
 def test_a_rolled_back_store_can_be_retried_after_restoring_dirty_flags(lib: Any) -> None:
     item = lib.items("title:Solo").get()
     item.title = "Retried"
@@ -237,6 +247,7 @@ def test_a_rolled_back_store_can_be_retried_after_restoring_dirty_flags(lib: Any
     assert "Retried" in _titles(lib)
 
 
+@pytest.mark.fast
 def test_model_from_row_is_the_item_beets_loads(lib: Any) -> None:
     item = lib.items("mood:happy").get()
     with lib.transaction() as tx:
@@ -256,6 +267,7 @@ def test_model_from_row_is_the_item_beets_loads(lib: Any) -> None:
 # --- paths and the music directory ---------------------------------------------
 
 
+@pytest.mark.fast
 def test_paths_expand_in_another_thread_only_inside_the_music_dir_context(lib: Any) -> None:
     item = lib.items("title:Solo").get()
     assert os.path.isabs(item.path) and item.path.startswith(lib.directory)
@@ -276,6 +288,7 @@ def test_paths_expand_in_another_thread_only_inside_the_music_dir_context(lib: A
     assert in_thread(bound) == item.path
 
 
+@pytest.mark.fast
 def test_path_helpers(lib: Any) -> None:
     assert compat.to_bytes(Path("/a/b")) == compat.to_bytes("/a/b") == compat.to_bytes(b"/a/b") == b"/a/b"
     assert compat.displayable(b"/a/b") == compat.displayable(Path("/a/b")) == "/a/b"
@@ -284,6 +297,7 @@ def test_path_helpers(lib: Any) -> None:
     assert isinstance(file, str) and file.endswith("library.db")
 
 
+@pytest.mark.fast
 def test_refresh_library_config_picks_up_new_path_formats(env: LibraryEnv) -> None:
     env.configure(paths={"default": "Changed/$title", "singleton": "Changed/$title"})
     item = Item(title="T", path=b"/x.mp3")
@@ -291,6 +305,7 @@ def test_refresh_library_config_picks_up_new_path_formats(env: LibraryEnv) -> No
     assert b"Changed/T" in item.destination()
 
 
+@pytest.mark.fast
 def test_open_library_opens_the_configured_library(env: LibraryEnv) -> None:
     opened = compat.open_library(beets.config)
     try:
@@ -303,6 +318,7 @@ def test_open_library_opens_the_configured_library(env: LibraryEnv) -> None:
 # --- errors --------------------------------------------------------------------
 
 
+@pytest.mark.fast
 def test_file_errors_name_the_file_and_the_reason() -> None:
     """beets 2.10-2.11 lost both in ``str()``; the adapter backports 2.12's text."""
     assert str(ReadError(b"/music/a.flac", OSError("gone"))) == "error reading /music/a.flac: gone"
@@ -310,10 +326,12 @@ def test_file_errors_name_the_file_and_the_reason() -> None:
     assert compat.FILE_ERROR_TEXT_BACKPORTED == (compat.BEETS_VERSION < (2, 12))
 
 
+@pytest.mark.fast
 def test_user_error_is_the_one_beets_reports(env: LibraryEnv) -> None:
     assert compat.UserError is ui.UserError
 
 
+@pytest.mark.fast
 def test_version_parsing() -> None:
     assert compat._version("2.14.1") == (2, 14, 1)
     assert compat._version("2.15.0rc1") == (2, 15, 0)
@@ -324,6 +342,7 @@ def test_version_parsing() -> None:
 # --- util.move's temp files ---------------------------------------------------
 
 
+@pytest.mark.fast
 def test_partial_copy_pattern_finds_what_util_move_leaves(env: LibraryEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     """Kill ``util.move`` mid-copy (a cross-device move): the glob finds its temp."""
     from beets import util
@@ -355,6 +374,7 @@ def test_partial_copy_pattern_finds_what_util_move_leaves(env: LibraryEnv, monke
 # --- display helpers: a missing one costs the pretty output, never the command ---
 
 
+@pytest.mark.fast
 def test_show_path_changes_falls_back_when_beets_moved_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -366,6 +386,7 @@ def test_show_path_changes_falls_back_when_beets_moved_it(
     assert "show_path_changes" in compat._noticed
 
 
+@pytest.mark.fast
 def test_show_model_changes_falls_back(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delattr(ui, "show_model_changes")
     monkeypatch.setattr(compat, "_noticed", set())
@@ -411,6 +432,7 @@ def beets_web_app() -> Iterator[Any]:
     app.config.update(saved)
 
 
+@pytest.mark.fast
 def test_web_app_is_beets_module_level_app_and_configures_like_beet_web(
     env: LibraryEnv, beets_web_app: Any
 ) -> None:
@@ -426,6 +448,7 @@ def test_web_app_is_beets_module_level_app_and_configures_like_beet_web(
     assert client.get("/item/").status_code == 200  # beets' own API answers with our setup
 
 
+@pytest.mark.fast
 def test_notice_says_it_once(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(compat, "_noticed", set())
     with caplog.at_level("WARNING", logger="beets"):
@@ -434,6 +457,7 @@ def test_notice_says_it_once(monkeypatch: pytest.MonkeyPatch, caplog: pytest.Log
     assert [r.getMessage() for r in caplog.records].count("unmarked: a feature is off on this beets") == 1
 
 
+@pytest.mark.fast
 def test_album_model_from_row(lib: Any) -> None:
     album = lib.albums("album:Alpha").get()
     with lib.transaction() as tx:
@@ -442,6 +466,7 @@ def test_album_model_from_row(lib: Any) -> None:
     assert built.album == "Alpha" and built.artpath == album.artpath
 
 
+@pytest.mark.fast
 def test_the_oldest_supported_beets_is_stated_once_everywhere() -> None:
     """pyproject's lower bound, the oldest-beets CI recipe and the adapter agree."""
     import re
@@ -454,6 +479,7 @@ def test_the_oldest_supported_beets_is_stated_once_everywhere() -> None:
     assert "<" not in re.search(r'"beets[^"]*"', (root / "pyproject.toml").read_text()).group(0)
 
 
+@pytest.mark.fast
 def test_stored_id(lib: Any) -> None:
     item = lib.items("title:Solo").get()
     assert compat.stored_id(item) == item.id
@@ -461,6 +487,7 @@ def test_stored_id(lib: Any) -> None:
         compat.stored_id(Item(title="new"))
 
 
+@pytest.mark.fast
 def test_show_model_changes_falls_back_on_another_signature(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

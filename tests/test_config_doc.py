@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from beetsplug.unmarked import CONFIG_DEFAULTS
 from beetsplug.unmarked.engine import Settings
+
+pytestmark = pytest.mark.fast
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -438,6 +438,7 @@ def test_an_undo_that_cannot_finish_keeps_its_intents_and_says_so(env: LibraryEn
     consistent(env, env.incoming, env.lib_path)
 
 
+@pytest.mark.fast
 def test_album_art_moved_but_not_recorded_goes_back(env: LibraryEnv) -> None:
     """The items' batch commits; the claim is lost when the art's new place is
     to be recorded: the art goes back where the library says it is."""
@@ -481,6 +482,7 @@ def test_a_journal_that_fails_ends_the_run_not_the_item(env: LibraryEnv) -> None
     untouched(env, before)
 
 
+@pytest.mark.fast
 def test_resume_continues_the_counters_without_a_new_start(env: LibraryEnv) -> None:
     ids = [env.add_track(f"t{n:02d}.ogg", {"title": f"  Song {n} ", "artist": "A"}).id for n in range(6)]
     earlier = Summary(total=10, current=4, succeeded=3, failed=1,

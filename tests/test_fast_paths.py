@@ -23,6 +23,8 @@ from beetsplug.unmarked.files import write_fields
 
 from .libenv import LibraryEnv
 
+pytestmark = pytest.mark.fast
+
 # --- store_many == store() ------------------------------------------------------
 
 

@@ -47,6 +47,7 @@ def title_in_file(path: Path) -> str:
 # --- which route ------------------------------------------------------------------
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("ext", ["flac", "ogg", "mp3", "opus", "wav", "aiff", "m4a"])
 def test_a_tag_that_fits_is_written_in_place_one_that_grows_through_a_copy(env: LibraryEnv, ext: str) -> None:
     path = full_track(env.lib_path / f"song.{ext}", {"title": "Song ft Guest", "artist": "A"}, padding=0, seconds=5)
@@ -69,6 +70,7 @@ def test_a_tag_that_fits_is_written_in_place_one_that_grows_through_a_copy(env: 
     assert temps(env.lib_path) == []
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("ext", ["wav", "aiff"])
 def test_a_file_without_an_id3_chunk_is_written_through_a_copy(env: LibraryEnv, ext: str) -> None:
     """mutagen inserts the chunk before it asks about padding: never in place."""
@@ -81,6 +83,7 @@ def test_a_file_without_an_id3_chunk_is_written_through_a_copy(env: LibraryEnv, 
     assert path.stat().st_ino != inode and samples_hash(path) == samples and title_in_file(path) == "Now Tagged"
 
 
+@pytest.mark.fast
 def test_plenty_of_padding_is_kept_not_shrunk(env: LibraryEnv) -> None:
     """mutagen's default would cut padding above ~10 KiB down (a resize that
     moves the audio); in place keeps it as it is."""
@@ -92,6 +95,7 @@ def test_plenty_of_padding_is_kept_not_shrunk(env: LibraryEnv) -> None:
     assert (path.stat().st_ino, path.stat().st_size) == (before.st_ino, before.st_size)
 
 
+@pytest.mark.fast
 def test_a_symlinked_file_is_replaced_behind_its_link(env: LibraryEnv) -> None:
     real = full_track(env.temp_path / "elsewhere" / "real.ogg", {"title": "T"}, padding=0, seconds=5)
     link = env.lib_path / "link.ogg"
@@ -105,6 +109,7 @@ def test_a_symlinked_file_is_replaced_behind_its_link(env: LibraryEnv) -> None:
     assert temps(env.lib_path) == [] and temps(real.parent) == []
 
 
+@pytest.mark.fast
 def test_the_copy_keeps_mode_and_owner(env: LibraryEnv) -> None:
     path = full_track(env.lib_path / "owned.mp3", {"title": "T"}, padding=0, seconds=5)
     os.chmod(path, 0o640)
@@ -130,6 +135,7 @@ def test_a_read_only_file_is_not_rewritten_through_a_copy(env: LibraryEnv) -> No
     assert path.read_bytes() == data and temps(env.lib_path) == []
 
 
+@pytest.mark.fast
 def test_a_file_name_near_the_limit_gets_a_temp_name_that_fits(env: LibraryEnv) -> None:
     path = full_track(env.lib_path / ("n" * 245 + ".flac"), {"title": "T"}, padding=0, seconds=5)
     item = add(env, path)
@@ -370,6 +376,7 @@ def test_path_repairs_log_braces_as_they_are(env: LibraryEnv) -> None:
     consistent(env, env.lib_path)
 
 
+@pytest.mark.fast
 def test_a_file_moved_away_during_a_copy_write_is_not_brought_back(env: LibraryEnv,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Another program (`beet move`) renames the file while its tags go into the

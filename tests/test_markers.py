@@ -162,6 +162,7 @@ def test_library_that_cannot_be_opened(env: LibraryEnv) -> None:
     assert str(broken) in result.stderr and "cannot" in result.stderr
 
 
+@pytest.mark.fast
 def test_batch_write_is_one_commit(env: LibraryEnv) -> None:
     """Marking 500 items runs exactly one COMMIT on the library connection."""
     items = [env.add_item(title=f"t{i}") for i in range(500)]
@@ -177,6 +178,7 @@ def test_batch_write_is_one_commit(env: LibraryEnv) -> None:
     assert len(env.lib.items("unmarked:false")) == 500
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("pattern", ["true", "false", "rename", "normalize", "process"])
 @pytest.mark.parametrize("negate", [False, True])
 def test_sql_clause_agrees_with_python_match(env: LibraryEnv, pattern: str, negate: bool) -> None:
@@ -196,6 +198,7 @@ def test_sql_clause_agrees_with_python_match(env: LibraryEnv, pattern: str, nega
         assert isinstance(query.subqueries[0], NotQuery)
 
 
+@pytest.mark.fast
 def test_markers_are_not_written_for_items_that_no_longer_exist(env: LibraryEnv) -> None:
     """Ids selected earlier, one item removed since: no orphan attribute row."""
     ids = [item.id for item in env.add_tracks([("a.flac", {"title": "A"}), ("b.flac", {"title": "B"})])]

@@ -20,10 +20,12 @@ ALL_ON = Rules(fields=("title", "artist"), quotes=True, titlecase=True, titlecas
     ("one\ntwo", "one two"),
     ("", ""),
 ])
+@pytest.mark.fast
 def test_whitespace(text: str, expected: str) -> None:
     assert collapse_whitespace(text) == expected
 
 
+@pytest.mark.fast
 def test_nfc() -> None:
     decomposed = unicodedata.normalize("NFD", "Björk Sigur Rós")
     assert decomposed != "Björk Sigur Rós"
@@ -45,24 +47,29 @@ def test_nfc() -> None:
     ("Songs with Friends", "Songs with Friends"),
     ("Raft Song", "Raft Song"),
 ])
+@pytest.mark.fast
 def test_feat_matches_where_beets_would(text: str, expected: str) -> None:
     assert feat_rule("feat.")(text) == expected
 
 
+@pytest.mark.fast
 def test_feat_output_form_is_configurable() -> None:
     assert feat_rule("ft.")("A featuring B") == "A ft. B"
 
 
+@pytest.mark.fast
 def test_quotes() -> None:
     assert ascii_quotes("\u201cDon\u2019t\u201d \u2018x\u2019 5\u2032 6\u2033") == "\"Don't\" 'x' 5' 6\""
 
 
+@pytest.mark.fast
 def test_titlecase_follows_the_titlecase_plugin() -> None:
     assert ALL_ON.text("title", "the sound of the city") == "The Sound of the City"
     assert ALL_ON.text("artist", "drive the band") == "Drive The Band", "`the_artist`: The in artist fields"
     assert ALL_ON.text("title", "song ft. guest") == "Song feat. Guest", "feat keeps its configured case"
 
 
+@pytest.mark.fast
 def test_multi_valued_fields_and_what_changed() -> None:
     rules = Rules(fields=("genres", "title", "year"))
     model = {"genres": [" Rock ", "Jazz  Fusion"], "title": "Fine", "year": 1999}
@@ -73,6 +80,7 @@ def test_multi_valued_fields_and_what_changed() -> None:
 pieces = st.sampled_from([*list("abcAB éé\t\xa0'’“()[]"), "ft. ", "Feat ", "featuring ", "the "])
 
 
+@pytest.mark.fast
 @given(text=st.lists(pieces, max_size=30).map("".join))
 @example(text="a'B")  # the titlecase library alone gives A'B, then A'b
 @example(text="(Feat the a")  # after the feat rule, titlecase capitalizes "the"
