@@ -8,6 +8,7 @@ from pathlib import Path
 from beets.library import Item
 
 from beetsplug.unmarked.jobs import JobStore, store_path
+from beetsplug.unmarked.journal import pending
 from beetsplug.unmarked.normalize import Rules
 
 from .audio import read_tags
@@ -23,10 +24,10 @@ def files_accounted_for(env: LibraryEnv, *roots: Path) -> None:
     item's path or the journaled destination of a move the next run settles."""
     items = all_items(env)
     on_disk = {os.fsencode(p) for p in audio_files(*roots)}
-    pending = {m.entity: m.dst for m in JobStore(store_path(env.lib)).pending_moves()}
+    moving_to = {m.entity: m.dst for m in pending(JobStore(store_path(env.lib)))}
     assert len(on_disk) == len(items), f"{len(on_disk)} files for {len(items)} items"
     for item in items:
-        assert item.path in on_disk or pending.get(item.id) in on_disk, f"item {item.id}: file lost"
+        assert item.path in on_disk or moving_to.get(item.id) in on_disk, f"item {item.id}: file lost"
 
 
 def problems(env: LibraryEnv, *roots: Path) -> dict[str, list[object]]:
@@ -41,7 +42,7 @@ def problems(env: LibraryEnv, *roots: Path) -> dict[str, list[object]]:
         "orphaned or duplicated files": sorted(on_disk - set(paths)),
         "marked renamed, not at destination": [],
         "marked normalized, not normalized": [],
-        "journal entries left": JobStore(store_path(env.lib)).pending_moves(),
+        "journal entries left": pending(JobStore(store_path(env.lib))),
     }
     for item in items:
         if item.get("renamed") is not None and item.path != item.destination():

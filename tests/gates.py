@@ -43,6 +43,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from beetsplug.unmarked.jobs import JobStore, store_path
+from beetsplug.unmarked.journal import pending
 
 from .libenv import LibraryEnv
 
@@ -150,7 +151,7 @@ def store(env: LibraryEnv) -> JobStore:
 def in_flight(env: LibraryEnv, job: int | None = None) -> int:
     """Items a job has started on (journaled a tag write or a move for) and not
     yet committed."""
-    return len({m.entity for m in store(env).pending_moves()
+    return len({m.entity for m in pending(store(env))
                 if m.kind != "album" and (job is None or m.job == job)})
 
 

@@ -29,11 +29,13 @@ from beets import logging
 from beets.library import Item
 from mediafile import MediaFile
 
-from beetsplug.unmarked.engine import FIRST_WAVE, Engine, ItemResult, Journal, Settings, Summary
+from beetsplug.unmarked.engine import FIRST_WAVE, Engine, Settings
 from beetsplug.unmarked.errors import ClaimLost, StoreError
 from beetsplug.unmarked.jobs import JobStore, store_path
+from beetsplug.unmarked.journal import Journal, pending
 from beetsplug.unmarked.normalize import Rules
 from beetsplug.unmarked.operations import OPERATIONS
+from beetsplug.unmarked.results import ItemResult, Summary
 
 from .audio import MESSY_TRACKS, read_tags, write_tags
 from .consistency import consistent
@@ -161,7 +163,7 @@ def test_ctrl_c_across_filesystems_leaves_library_and_disk_agreeing(shm_music: P
             target = rng.randrange(20)  # aim at the move of a random item, by what the journal shows
 
             def reached() -> bool:
-                moving = any(m.kind == "item" and m.entity == ids[target] for m in store.pending_moves())
+                moving = any(m.kind == "item" and m.entity == ids[target] for m in pending(store))
                 jobs = store.list(1)
                 return moving or bool(jobs and jobs[0]["current"] > target)
 
@@ -191,7 +193,7 @@ def test_library_locked_past_all_retries_puts_the_batch_back(env: LibraryEnv) ->
     before = {item.id: (item.path, item.title) for item in env.lib.items()}
     store = JobStore(store_path(env.lib))
     run = start(env, "process-unmarked")
-    assert wait_until(run, lambda: bool(store.pending_moves())), run.communicate()
+    assert wait_until(run, lambda: bool(pending(store))), run.communicate()
     holder = sqlite3.connect(env.settings["library"], isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another writer that outlasts every retry
     try:
@@ -208,7 +210,7 @@ def test_library_locked_past_all_retries_puts_the_batch_back(env: LibraryEnv) ->
     assert after == before, "the library is as it was"
     assert disagreements(env, env.incoming, env.lib_path) == {}
     assert audio_files(env.lib_path) == [], "every file moved back"
-    assert store.pending_moves() == []
+    assert pending(store) == []
     assert env.beet_ids("unmarked:true") == sorted(before)
     env.beet("process-unmarked")
     consistent(env, env.incoming, env.lib_path)
@@ -265,7 +267,7 @@ def test_a_change_another_program_commits_mid_run_survives(env: LibraryEnv) -> N
     target = items[0].id  # done first, committed last
     store = JobStore(store_path(env.lib))
     run = start(env, "normalize-unmarked", SLOW_WRITE="0.1")
-    assert wait_until(run, lambda: any(m.entity == target for m in store.pending_moves())), run.communicate()
+    assert wait_until(run, lambda: any(m.entity == target for m in pending(store))), run.communicate()
     env.beet("modify", "-y", "-w", "title=Edited  by   Hand", "comments=mine", f"id:{target}")
     assert run.poll() is None, "the edit must land before the run commits, or this test shows nothing"
     out, err = run.communicate(timeout=120)
@@ -367,19 +369,16 @@ class FailingJournal(Journal):
             raise StoreError("the job store is unreadable (test)")
         self.good -= count
 
-    def intend(self, kind: str, entity: int, src: bytes, dst: bytes) -> int:
-        self._spend(1)
-        return super().intend(kind, entity, src, dst)
-
     def intend_many(self, entries: Sequence[tuple[str, int, bytes, bytes]]) -> list[int]:
         self._spend(len(entries))
         return super().intend_many(entries)
 
 
-def engine(env: LibraryEnv, op: str, journal: Journal | None = None, **kwargs: Any) -> Engine:
+def engine(env: LibraryEnv, op: str, journal: Journal | None = None, cls: type[Engine] = Engine,
+           **kwargs: Any) -> Engine:
     store = JobStore(store_path(env.lib))
-    return Engine(env.lib, OPERATIONS[op], Rules.from_config(env.config["unmarked"]),
-                  Settings(batch_size=200, batch_seconds=60), logging.getLogger("beets.unmarked"),
+    return cls(env.lib, OPERATIONS[op], rules=Rules.from_config(env.config["unmarked"]),
+                  settings=Settings(batch_size=200, batch_seconds=60), log=logging.getLogger("beets.unmarked"),
                   journal=journal or Journal(store, 1), **kwargs)
 
 
@@ -387,7 +386,7 @@ def untouched(env: LibraryEnv, before: dict[int, tuple[bytes, str]]) -> None:
     assert {i.id: (i.path, i.title) for i in env.lib.items()} == before, "library as it was"
     assert disagreements(env, env.incoming, env.lib_path) == {}
     assert audio_files(env.lib_path) == []
-    assert JobStore(store_path(env.lib)).pending_moves() == []
+    assert pending(JobStore(store_path(env.lib))) == []
     assert env.beet_ids("unmarked:true") == sorted(before)
 
 
@@ -432,7 +431,7 @@ def test_an_undo_that_cannot_finish_keeps_its_intents_and_says_so(env: LibraryEn
     assert summary.status == "failed" and summary.error is not None
     assert "the last batch of 6 items was undone on disk (0 files put back)" in summary.error
     assert "6 files could not be put back and stay in the journal for the next run to settle" in summary.error
-    assert len(JobStore(store_path(env.lib)).pending_moves()) == 6
+    assert len(pending(JobStore(store_path(env.lib)))) == 6
     env.beet("rename-unmarked")  # repairs first (the files are where the intents say), then renames
     assert env.beet_ids("unmarked:rename") == []
     consistent(env, env.incoming, env.lib_path)
@@ -463,7 +462,7 @@ def test_album_art_moved_but_not_recorded_goes_back(env: LibraryEnv) -> None:
     assert (summary.current, summary.succeeded) == (2, 2), "the items' batch was committed"
     assert env.lib.get_album(album.id).artpath == os.fsencode(art) and art.exists(), "art back in place"
     assert all(os.path.exists(env.item(i.id).path) for i in items)
-    assert JobStore(store_path(env.lib)).pending_moves() == []
+    assert pending(JobStore(store_path(env.lib))) == []
 
 
 def test_a_journal_that_fails_ends_the_run_not_the_item(env: LibraryEnv) -> None:
@@ -493,3 +492,49 @@ def test_resume_continues_the_counters_without_a_new_start(env: LibraryEnv) -> N
     assert (summary.total, summary.current, summary.succeeded, summary.failed) == (10, 10, 9, 1)
     assert [n for n, _ in sink.results] == [5, 6, 7, 8, 9, 10]
     assert summary.status == "completed" and [f.item_id for f in summary.failures] == [999]
+
+
+@pytest.mark.fast
+def test_resume_counts_what_the_stopped_run_committed_as_done_not_skipped(env: LibraryEnv) -> None:
+    """A worker that exits gracefully (gunicorn HUP, --max-requests) may have
+    committed items it had not reported yet; the run resuming the job finds
+    them marked. Marked since the job began: its own, succeeded. Marked
+    before: another run's, skipped."""
+    ids = [env.add_track(f"t{n:02d}.ogg", {"title": f"Song {n}", "artist": "A"}).id for n in range(6)]
+    began = time.time()
+    for item_id, when in ((ids[0], began - 3600), (ids[1], began + 1), (ids[2], began + 2)):
+        item = env.item(item_id)
+        item["renamed"] = when
+        item.store()
+    earlier = Summary(total=8, current=2, succeeded=2, status="running", started=began)
+    sink = Recorder()
+    summary = engine(env, "rename").run(ids, sink, resume=earlier)
+    outcome = {r.item_id: ("skipped" if r.skipped else "done" if r.success else "failed") for _, r in sink.results}
+    assert outcome == {ids[0]: "skipped", **{i: "done" for i in ids[1:]}}
+    assert (summary.current, summary.succeeded, summary.skipped) == (8, 7, 1)
+
+
+class CtrlCAfterCommit(Engine):
+    """A real SIGINT, sent the instant the batch's COMMIT has returned."""
+
+    def _commit(self, batch: Any) -> Any:
+        conflicted = super()._commit(batch)
+        os.kill(os.getpid(), signal.SIGINT)
+        return conflicted
+
+
+def test_ctrl_c_right_after_the_commit_is_not_called_an_undo(env: LibraryEnv) -> None:
+    """Ctrl-C lands between the COMMIT and the run's bookkeeping of it: the
+    batch is in the library, so the run must not say it was undone, must
+    report its items as done, and must leave files where the library says."""
+    ids = [env.add_track(f"t{n:02d}.ogg", {"title": f"Song {n}", "artist": "A"}).id for n in range(6)]
+    sink = Recorder()
+    with pytest.raises(KeyboardInterrupt):
+        engine(env, "rename", cls=CtrlCAfterCommit).run(ids, sink)
+    summary = sink.summary
+    assert summary is not None and summary.status == "cancelled"
+    assert summary.error == "interrupted", "nothing was undone: the batch had been recorded"
+    assert [r.item_id for _, r in sink.results] == ids and all(r.success for _, r in sink.results)
+    assert env.beet_ids("unmarked:rename") == [], "all six recorded as renamed"
+    consistent(env, env.incoming, env.lib_path)
+

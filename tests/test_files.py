@@ -23,7 +23,8 @@ import pytest
 from beets.library import Item, WriteError
 
 from beetsplug.unmarked.files import _clone_or_copy, _create_temp, remove_stale_temps, stale_temps, write_tags
-from beetsplug.unmarked.jobs import JobStore, Move, store_path
+from beetsplug.unmarked.jobs import JobStore, store_path
+from beetsplug.unmarked.journal import Intent, Journal, pending
 
 from .consistency import consistent
 from .fulltracks import base_track, full_track, samples_hash
@@ -275,26 +276,26 @@ def test_ctrl_c_during_a_copy_write_leaves_no_temp_file(env: LibraryEnv) -> None
     assert all(samples_hash(f) == samples_hash(audio_files(env.lib_path)[0]) for f in audio_files(env.lib_path))
 
 
-def kill_with_pending(env: LibraryEnv, op: str = "normalize-unmarked", kind: str = "tags") -> list[Move]:
+def kill_with_pending(env: LibraryEnv, op: str = "normalize-unmarked", kind: str = "tags") -> list[Intent]:
     """SIGKILL ``beet OP`` once it has begun three tag writes (``kind="tags"``)
     or moves (``"item"``; and one of them is done) before its first commit;
     return what the journal holds."""
     store = JobStore(store_path(env.lib))
     before = newest_job(store)
     proc = start(env, op)
-    pending: list[Move] = []
+    found: list[Intent] = []
     deadline = time.monotonic() + 60
 
     def ready() -> bool:  # (work is journaled a wave at a time, before any of it is done)
-        return len(pending) >= 3 and (kind != "item" or any(os.path.exists(m.dst) for m in pending))
+        return len(found) >= 3 and (kind != "item" or any(os.path.exists(m.dst) for m in found))
 
     while proc.poll() is None and not ready() and time.monotonic() < deadline:
-        pending = [m for m in store.pending_moves() if m.kind == kind and m.job > before]
+        found = [m for m in pending(store) if m.kind == kind and m.job > before]
         time.sleep(0.002)
     proc.kill()
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    return [m for m in store.pending_moves() if m.kind == kind]
+    return [m for m in pending(store) if m.kind == kind]
 
 
 def braced_tracks(env: LibraryEnv, count: int) -> list[Item]:
@@ -308,9 +309,9 @@ def test_repair_sets_aside_a_file_that_is_gone_and_logs_braces_as_they_are(env: 
     tag write is deleted after a kill; every path has braces in it."""
     items = braced_tracks(env, 30)
     env.configure(unmarked={"feat_format": "featuring", "batch_seconds": 30})  # nothing committed before the kill
-    pending = sorted({m.entity for m in kill_with_pending(env)})
-    assert len(pending) >= 3
-    gone = env.item(pending[0])
+    journaled = sorted({m.entity for m in kill_with_pending(env)})
+    assert len(journaled) >= 3
+    gone = env.item(journaled[0])
     os.remove(gone.path)
 
     second = env.beet("normalize-unmarked", check=False)
@@ -320,11 +321,11 @@ def test_repair_sets_aside_a_file_that_is_gone_and_logs_braces_as_they_are(env: 
     assert len(report) == 1, second.stderr
     assert report[0].startswith(f"unmarked: item {gone.id}: restoring the tags")
     assert os.fsdecode(gone.path) in report[0] and "No such file" in report[0]
-    for other in pending[1:]:
+    for other in journaled[1:]:
         path = os.fsdecode(env.item(other).path)
         assert f"item {other}: tags written before an interrupted run ended were not recorded; {path}" in second.stderr
     assert f"{len(items)} processed, {len(items) - 1} succeeded, 1 failed" in second.stdout
-    assert JobStore(store_path(env.lib)).pending_moves() == []
+    assert pending(JobStore(store_path(env.lib))) == []
 
     third = env.beet("normalize-unmarked", check=False)
     assert "set aside" not in third.stderr and "interrupted run" not in third.stderr, "reported once"
@@ -344,7 +345,7 @@ def test_repair_sets_aside_a_move_it_cannot_finish(env: LibraryEnv) -> None:
     dst = env.lib_path / "Singles" / "{Main} - Copied {Live}.flac"
     dst.parent.mkdir(parents=True)
     dst.write_bytes(Path(os.fsdecode(stuck.path)).read_bytes())
-    store.intend(newest_job(store), "item", stuck.id, stuck.path, os.fsencode(dst))
+    Journal(store, newest_job(store)).intend("item", stuck.id, stuck.path, os.fsencode(dst))
 
     with read_only(Path(os.fsdecode(stuck.path)).parent):
         second = env.beet("normalize-unmarked", check=False)
@@ -354,7 +355,7 @@ def test_repair_sets_aside_a_move_it_cannot_finish(env: LibraryEnv) -> None:
     assert len(report) == 1, second.stderr
     assert f"item {stuck.id}: the path repair" in report[0] and os.fsdecode(stuck.path) in report[0]
     assert "Operation not permitted" in report[0] or "Permission denied" in report[0]
-    assert store.pending_moves() == []
+    assert pending(store) == []
     assert env.item(stuck.id).path == stuck.path, "not repaired: the item stays with its file"
 
 

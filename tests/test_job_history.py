@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+from contextlib import closing
 
 import pytest
 
 from beetsplug.unmarked.errors import StoreError
 from beetsplug.unmarked.jobs import JobStore, store_path
+from beetsplug.unmarked.journal import pending
 
 from .libenv import LibraryEnv, read_only
 
@@ -39,3 +42,27 @@ def test_a_store_that_cannot_be_written_is_not_called_damaged(env: LibraryEnv) -
     with read_only(where), pytest.raises(StoreError) as refused:
         JobStore(str(where / "library.db-unmarked.db"))
     assert "not damaged" in str(refused.value) and "Move it aside" not in str(refused.value)
+
+
+def test_intents_journaled_by_an_older_release_are_settled(env: LibraryEnv) -> None:
+    """Stores made before the journal's table was named ``intents`` held it as
+    ``moves``: a move recorded there by a run that was killed is carried over
+    on open and repaired by the next run, like one recorded today."""
+    item = env.add_track("old.flac", {"title": "Old", "artist": "A", "album": "B"})
+    moved_to = env.temp_path / "elsewhere.flac"
+    os.rename(item.path, moved_to)  # the killed run moved the file, did not store the path
+    path = store_path(env.lib)
+    JobStore(path)  # today's layout, then taken back to the old one
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("ALTER TABLE intents RENAME TO moves")
+        db.execute("INSERT INTO moves (job, kind, entity, src, dst) VALUES (1, 'item', ?, ?, ?)",
+                   (item.id, item.path, os.fsencode(moved_to)))
+
+    env.beet("rename-unmarked")
+
+    now = env.item(item.id)
+    assert os.path.exists(now.path) and not moved_to.exists(), "repaired, then renamed into the library"
+    assert pending(JobStore(path)) == []
+    with closing(sqlite3.connect(path)) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "moves" not in tables and "intents" in tables

@@ -7,6 +7,7 @@ import os
 import subprocess
 
 from beetsplug.unmarked.jobs import JobStore, store_path
+from beetsplug.unmarked.journal import pending
 
 from .gates import library_write_lock, wait_for
 from .libenv import BEET, LibraryEnv
@@ -44,7 +45,7 @@ def test_cancel_from_another_terminal(env: LibraryEnv) -> None:
     with library_write_lock(env):
         run = subprocess.Popen([BEET, "process-unmarked"], env={**os.environ, "BEETSDIR": str(env.temp_path)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: store.pending_moves(), "the run to work on a file")
+        wait_for(lambda: pending(store), "the run to work on a file")
         refused = env.beet("rename-unmarked", check=False)
         assert "beet unmarked-jobs --cancel 1" in refused.stderr, "the conflict says how to stop it"
         said = env.beet("unmarked-jobs", "--cancel", "1").stdout

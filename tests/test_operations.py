@@ -232,8 +232,8 @@ def test_beets_path_settings_apply(env: LibraryEnv) -> None:
 
 def hold_library(env: LibraryEnv, op: str = "rename") -> Job:
     """A real job of this test process holding the library (its lock and its row)."""
-    return open_job(env.lib, OPERATIONS[op], "artist:x", False, "test",
-                    JobConfig.from_plugin(env.config["unmarked"]), logging.getLogger("beets"))
+    return open_job(env.lib, OPERATIONS[op], "artist:x", force=False, origin="test",
+                    config=JobConfig.from_plugin(env.config["unmarked"]), log=logging.getLogger("beets"))
 
 
 def test_second_run_is_refused_while_a_job_holds_the_library(env: LibraryEnv) -> None:
@@ -265,8 +265,8 @@ def test_a_claim_left_by_a_killed_process_does_not_block(env: LibraryEnv) -> Non
     code = ("import logging, sys; from beets import config; from beetsplug.unmarked.runner import JobConfig, open_job;"
             "from beetsplug.unmarked.operations import OPERATIONS; from beets.library import Library;"
             "from beetsplug.unmarked import UnmarkedPlugin; config.read(); lib = Library(sys.argv[1], sys.argv[2]);"
-            "job = open_job(lib, OPERATIONS['process'], '', False, 'cli',"
-            " JobConfig.from_plugin(UnmarkedPlugin().config), logging.getLogger('beets'));"
+            "job = open_job(lib, OPERATIONS['process'], '', force=False, origin='cli',"
+            " config=JobConfig.from_plugin(UnmarkedPlugin().config), log=logging.getLogger('beets'));"
             " print(job.id, flush=True); import os; os._exit(0)")
     claimer = subprocess.run([sys.executable, "-c", code, str(env.temp_path / "library.db"), str(env.lib_path)],
                              capture_output=True, text=True, check=True,

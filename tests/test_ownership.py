@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from beetsplug.unmarked.jobs import store_path
+from beetsplug.unmarked.journal import pending
 from beetsplug.unmarked.web.adopter import ADOPT_EVERY
 
 from .consistency import consistent
@@ -37,7 +38,7 @@ def wait_until(condition: Callable[[], object], timeout: float = 30, what: str =
 
 def working(env: LibraryEnv) -> bool:
     """A job has touched at least one file (its journal has a pending intent)."""
-    return bool(store(env).pending_moves())
+    return bool(pending(store(env)))
 
 
 def start_beet(env: LibraryEnv, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen[str]:
@@ -95,7 +96,7 @@ def test_a_job_store_deleted_mid_run_stops_the_job_and_admits_no_second(env: Lib
         first = start_beet(env, "process-unmarked")
         # 10 items, each journaled twice (tags, move), every file moved (the
         # helper process may do the file work after the journaling): waiting to commit
-        wait_until(lambda: len(store(env).pending_moves()) == 20 and len(audio_files(env.lib_path)) == 10,
+        wait_until(lambda: len(pending(store(env))) == 20 and len(audio_files(env.lib_path)) == 10,
                    what="the batch to wait at its commit")
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(path + suffix):

@@ -21,6 +21,7 @@ from pathlib import Path
 from beets.library import Item
 
 from beetsplug.unmarked.jobs import JobStore, store_path
+from beetsplug.unmarked.journal import pending
 
 from .consistency import consistent, files_accounted_for
 from .fulltracks import EXTS, SampleCheck, full_track
@@ -75,7 +76,7 @@ def killed_run(env: LibraryEnv, op: str, rng: random.Random) -> bool:
     want, seen = rng.randint(1, 3), set()
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline and len(seen) < want:
-        seen |= {m.entity for m in store.pending_moves() if m.kind == "tags" and m.job > before}
+        seen |= {m.entity for m in pending(store) if m.kind == "tags" and m.job > before}
         time.sleep(0.002)
     time.sleep(rng.uniform(0, 0.015))  # anywhere in that write (a copy write takes ~5-20 ms here)
     proc.send_signal(signal.SIGKILL)
@@ -103,7 +104,7 @@ def run_trials(env: LibraryEnv, rng: random.Random, kills: int, max_runs: int) -
         assert len(left) <= 1, left  # at most the write the kill interrupted
         trials.left_temp += bool(left)
         # A file moves with its item (its new path may still be in the journal).
-        owners = {m.dst: f"item {m.entity}" for m in JobStore(store_path(env.lib)).pending_moves() if m.kind == "item"}
+        owners = {m.dst: f"item {m.entity}" for m in pending(JobStore(store_path(env.lib))) if m.kind == "item"}
         owners.update({item.path: f"item {item.id}" for item in env.lib.items()})
         for path in check.damaged(audio_files(env.lib_path)):
             trials.damaged.setdefault(owners.get(os.fsencode(path), str(path)), trials.runs)

@@ -17,7 +17,7 @@ from . import markers
 if TYPE_CHECKING:
     from beets.importer import ImportSession, ImportTask
 
-    from .engine import ItemResult, Summary
+    from .results import ItemResult, Summary
 
 CONFIG_DEFAULTS: dict[str, Any] = {
     # Import hook: process items as they are imported.
@@ -115,8 +115,9 @@ class UnmarkedPlugin(BeetsPlugin):
         config = JobConfig.from_plugin(self.config)
         # The whole task in one batch: one commit for its items' changes and markers.
         config = replace(config, settings=Settings(batch_size=len(items), batch_seconds=float("inf")))
-        with open_job(session.lib, OPERATIONS["process"], f"import of {len(items)} items", True, "import",
-                      config, self._log, ids=[stored_id(item) for item in items], wait=self._waiting) as job:
+        ids = [stored_id(item) for item in items]
+        with open_job(session.lib, OPERATIONS["process"], f"import of {len(items)} items", force=True,
+                      origin="import", config=config, log=self._log, ids=ids, wait=self._waiting) as job:
             job.run([ImportLog(self)])
 
 

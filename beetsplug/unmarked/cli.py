@@ -13,7 +13,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import markers
 from .beets_compat import UserError, show_model_changes, show_path_changes
-from .engine import Engine, ItemResult, Summary
+from .engine import Engine
 from .errors import Terminated
 from .jobs import JobConflict, describe, how_to_stop
 from .jobs_cli import jobs_command, status_command
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from beets.library import Library
 
     from . import UnmarkedPlugin
+    from .results import ItemResult, Summary
 
 
 def _add_op_option(parser: optparse.OptionParser) -> None:
@@ -131,7 +132,7 @@ def _who(job: dict[str, Any] | None) -> str:
     return describe(job) if job else "another process"
 
 
-def _check(summary: Summary) -> None:
+def _raise_unless_all_done(summary: Summary) -> None:
     """Exit status 1 unless every item went well (130 after Ctrl-C, see func)."""
     if summary.status == "failed":
         raise UserError(f"the run stopped: {summary.error}")
@@ -157,14 +158,16 @@ def _operation_command(op: Operation, plugin: UnmarkedPlugin) -> ui.Subcommand:
         config = JobConfig.from_plugin(plugin.config)  # bad settings: a clear error, nothing claimed
         sink = TerminalSink(op, plugin, opts.pretend)
         if opts.pretend:
-            ids = select_ids(lib, work_query(lib, op, args, opts.force))
-            engine = Engine(lib, op, config.rules, config.settings, plugin._log, force=opts.force, pretend=True)
-            _check(engine.run(ids, sink))
+            ids = select_ids(lib, work_query(lib, op, args, force=opts.force))
+            engine = Engine(lib, op, rules=config.rules, settings=config.settings, log=plugin._log,
+                            force=opts.force, pretend=True)
+            _raise_unless_all_done(engine.run(ids, sink))
             return
-        work_query(lib, op, args, opts.force)  # a malformed query fails before the claim
+        work_query(lib, op, args, force=opts.force)  # a malformed query fails before the claim
         wait = (lambda job: ui.print_(f"waiting for {_who(job)} to finish ...")) if opts.wait else None
         try:
-            job = open_job(lib, op, args, opts.force, "cli", config, plugin._log, wait=wait)
+            job = open_job(lib, op, args, force=opts.force, origin="cli", config=config, log=plugin._log,
+                           wait=wait)
         except JobConflict as conflict:
             raise UserError(f"{conflict}; run again with --wait to wait for it"
                             + (f", or {how_to_stop(conflict.active)}" if conflict.active else "")) from None
@@ -177,7 +180,7 @@ def _operation_command(op: Operation, plugin: UnmarkedPlugin) -> ui.Subcommand:
         except Terminated as stopped:  # SIGTERM / SIGHUP: the batch was put back, as after Ctrl-C
             ui.print_(f"{op.command}: {stopped}; the next run finishes the rest.")
             raise SystemExit(128 + stopped.signum) from None
-        _check(summary)
+        _raise_unless_all_done(summary)
 
     cmd.func = func
     return cmd

@@ -62,7 +62,6 @@ from .beets_compat import (
     store_many,
 )
 from .errors import ClaimLost, RunAborted, Terminated
-from .events import readable
 from .files import (
     remove_partial_copies,
     remove_stale_temps,
@@ -71,8 +70,10 @@ from .files import (
     write_fields,
     write_tags,
 )
+from .journal import ALBUM, ITEM, TAGS
 from .operations import RENAMED
-from .transaction import LibraryLockedError, atomic, rolled_back
+from .results import ItemResult, Summary, readable
+from .transaction import LibraryLockedError, atomic, rolled_back, wait_until_writable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -82,7 +83,7 @@ if TYPE_CHECKING:
     from beets.logging import BeetsLogger
 
     from .claim import LibraryLock
-    from .jobs import JobStore
+    from .journal import Journal
     from .normalize import Rules
     from .operations import Operation
 
@@ -94,47 +95,6 @@ ITEM_ERRORS = (FileOperationError, FilesystemError, OSError)
 
 class ItemError(Exception):
     """An item cannot be done; the message names the file and the reason."""
-
-
-@dataclass
-class ItemResult:
-    """What happened to one item; becomes one ``item`` event."""
-
-    item_id: int
-    file: str | None
-    dest: str | None = None
-    success: bool = True
-    error: str | None = None
-    changes: dict[str, list[Any]] = field(default_factory=dict)
-    skipped: bool = False
-    # In-process renderers only (``--pretend`` diffs); never serialized.
-    before: Item | None = None
-    after: Item | None = None
-
-
-@dataclass
-class Summary:
-    """Counters of a run; becomes the ``done`` event."""
-
-    total: int
-    status: str = "running"
-    current: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    skipped: int = 0
-    failures: list[ItemResult] = field(default_factory=list)
-    error: str | None = None
-
-    def count(self, result: ItemResult) -> int:
-        self.current += 1
-        if result.skipped:
-            self.skipped += 1
-        elif result.success:
-            self.succeeded += 1
-        else:
-            self.failed += 1
-            self.failures.append(result)
-        return self.current
 
 
 class Sink(Protocol):
@@ -161,24 +121,6 @@ class Settings:
             batch_size=max(1, config["batch_size"].get(int)),
             batch_seconds=max(0.0, config["batch_seconds"].as_number()),
         )
-
-
-@dataclass
-class Journal:
-    """The running job's handle on the move journal."""
-
-    store: JobStore
-    job: int
-
-    def intend(self, kind: str, entity: int, src: bytes, dst: bytes) -> int:
-        return self.store.intend(self.job, kind, entity, src, dst)
-
-    def intend_many(self, entries: Sequence[tuple[str, int, bytes, bytes]]) -> list[int]:
-        """Intents ``(kind, entity, src, dst)`` in one transaction of the store."""
-        return self.store.intend_many(self.job, entries)
-
-    def forget(self, ids: Sequence[int]) -> None:
-        self.store.forget(ids)
 
 
 # An item as stored: its column names, their values and its flexible attributes.
@@ -254,7 +196,8 @@ class Batch:
     albums: set[int] = field(default_factory=set)  # albums whose items moved (art follows)
     pending: Wave | None = None  # begun, to finish before the commit
     versions: set[int] = field(default_factory=set)  # the library's data_version at each read of the batch's rows
-    committed: bool = False
+    committed: bool = False  # set with the COMMIT (see _in_transaction)
+    left_out: set[int] = field(default_factory=set)  # by that commit: items another program changed
 
 
 class Engine:
@@ -266,7 +209,7 @@ class Engine:
     uncommitted batch back on disk and stops, failed.
     """
 
-    def __init__(self, lib: Library, op: Operation, rules: Rules, settings: Settings, log: BeetsLogger,
+    def __init__(self, lib: Library, op: Operation, *, rules: Rules, settings: Settings, log: BeetsLogger,
                  journal: Journal | None = None, force: bool = False, pretend: bool = False,
                  guard: Callable[[], None] | None = None, claim: LibraryLock | None = None) -> None:
         if not pretend and journal is None:
@@ -296,6 +239,7 @@ class Engine:
         self._share = 0.5  # of a wave's destinations the helper computes (adjusted as it goes)
         self._waited = 0.0  # the helper's ``waited`` when the share was last adjusted
         self._found: deque[list[Any]] = deque()  # the helper's destinations, not yet taken by their wave
+        self._done_since: float | None = None  # resuming: the job's start (its own markers are newer)
 
     # --- the run ------------------------------------------------------------
 
@@ -305,7 +249,10 @@ class Engine:
 
         With ``resume``, continue that run: its counters go on (``total`` stays
         as given), ``ids`` are the ones it had not reached, and no ``start`` is
-        sent (the job's stream has it already).
+        sent (the job's stream has it already). Items marked since the job
+        began (``resume.started``) were done by the run it resumes, which
+        committed them but stopped before reporting them: they count as
+        succeeded, not as skipped.
 
         Every exit leaves files and library in agreement: an error that ends
         the run (library locked or failing, claim lost, job store unreadable)
@@ -319,6 +266,7 @@ class Engine:
         else:
             summary = resume
             summary.error = None
+            self._done_since = resume.started
         # Paths expand in any thread; plugins' field getters are worked out once.
         with self.lib.music_dir_context(), plugin_getters_fixed():
             try:
@@ -362,9 +310,9 @@ class Engine:
         assert self._helper is not None
         return self._helper.receive()
 
-    def _drain(self, keep: int = 0) -> None:
-        """Settle the helper's reports until at most ``keep`` requests are open."""
-        while self._helper is not None and self._helper.busy > keep:
+    def _drain(self, open_at_most: int = 0) -> None:
+        """Settle the helper's reports until at most ``open_at_most`` requests are open."""
+        while self._helper is not None and self._helper.busy > open_at_most:
             self._settle(*self._receive())
 
     def _settle(self, kind: str, reports: list[Any], stopping: bool = False) -> None:
@@ -417,7 +365,7 @@ class Engine:
                         batch.pending = wave
                     else:
                         self._finish_wave(wave, batch)
-                    self._drain(keep=2)  # the helper stays at most two requests behind
+                    self._drain(open_at_most=2)  # the helper stays at most two requests behind
                     spent = (time.monotonic() - started) / len(ids_now)
                     self._per_item = spent if self._per_item is None else 0.7 * self._per_item + 0.3 * spent
                     if time.monotonic() - batch.started >= self.settings.batch_seconds:
@@ -491,6 +439,8 @@ class Engine:
             return ItemResult(item_id, None, skipped=True, error="removed from the library during the run")
         item = _model(self.lib, raw)
         file = readable(item.path)
+        if self._done_since is not None and _marked_since(raw[2], self.op.markers, self._done_since):
+            return ItemResult(item_id, file, file)  # done by the run this one resumes: recorded, never reported
         if not self.force and all(marker in raw[2] for marker in self.op.markers):  # as ``unmarked:`` selects
             return ItemResult(item_id, file, file, skipped=True, error="already done by another run")
         touch = Touch(item_id, item, raw, item.path, file, before=item.copy() if self.pretend else None)
@@ -566,7 +516,7 @@ class Engine:
         library (by the undo, or by the next run's repair)."""
         if not touches:
             return
-        intents = self._intend_many([("tags", t.id, t.item.path, t.item.path) for t in touches])
+        intents = self._intend_many([(TAGS, t.id, t.item.path, t.item.path) for t in touches])
         for touch, intent in zip(touches, intents):
             touch.intents.append(intent)
         for touch, intent in zip(touches, intents):
@@ -667,7 +617,7 @@ class Engine:
                 set_field(touch.item, "path", dest)
             else:
                 moves.append((touch, dest))
-        intents = self._intend_many([("item", t.id, t.item.path, dest) for t, dest in moves])
+        intents = self._intend_many([(ITEM, t.id, t.item.path, dest) for t, dest in moves])
         for (touch, _), intent in zip(moves, intents):
             touch.intents.append(intent)
         for (touch, dest), intent in zip(moves, intents):
@@ -759,8 +709,8 @@ class Engine:
             return
         self.guard()
         entries = [entry for h in plans for entry in (
-            [("tags", h.touch.id, h.touch.item.path, h.touch.item.path)] if h.tags else []) + (
-            [("item", h.touch.id, h.touch.item.path, h.dest)] if h.dest is not None else [])]
+            [(TAGS, h.touch.id, h.touch.item.path, h.touch.item.path)] if h.tags else []) + (
+            [(ITEM, h.touch.id, h.touch.item.path, h.dest)] if h.dest is not None else [])]
         intents = iter(self._intend_many(entries))
         tasks = []
         for handed in plans:
@@ -860,7 +810,6 @@ class Engine:
         self._drain()
         batch.results = _known(batch.outcomes)
         conflicted = self._commit(batch)
-        batch.committed = True
         done = [touch for touch in batch.touches if touch not in conflicted]
         self._forget([intent for touch in done for intent in touch.intents])
         for touch in done:
@@ -882,11 +831,11 @@ class Engine:
         change meanwhile) is not stored; those are returned. The rows are
         compared only if some other connection committed since they were read
         (SQLite's ``data_version`` says so, in the same transaction)."""
-        keep = [touch for touch in batch.touches if touch.store]
-        if not keep:
+        storing = [touch for touch in batch.touches if touch.store]
+        if not storing:
             return []
         now = time.time()
-        for touch in keep:
+        for touch in storing:
             for marker in touch.markers:
                 set_field(touch.item, marker, now)
             if touch.wrote and RENAMED not in touch.markers:
@@ -896,13 +845,13 @@ class Engine:
             if batch.versions == {_data_version(tx)}:
                 conflicted = []  # no other connection has committed anything since the rows were read
             else:
-                current = _raw_rows(tx, [t.id for t in keep])
-                conflicted = [touch for touch in keep if current.get(touch.id) != touch.row]
-            taken = {touch.id for touch in conflicted}
-            store_many(tx, [touch.item for touch in keep if touch.id not in taken])
+                current = _raw_rows(tx, [t.id for t in storing])
+                conflicted = [touch for touch in storing if current.get(touch.id) != touch.row]
+            batch.left_out = {touch.id for touch in conflicted}
+            store_many(tx, [touch.item for touch in storing if touch.id not in batch.left_out])
             return conflicted
 
-        return self._in_transaction([touch.item for touch in keep], store)
+        return self._in_transaction([touch.item for touch in storing], store, committed=batch)
 
     def _store(self, models: Sequence[Any], store: Callable[[Any], None]) -> None:
         """Store models in one transaction (retried while another process holds the lock)."""
@@ -917,11 +866,17 @@ class Engine:
 
         self._in_transaction(models, store_all)
 
-    def _in_transaction(self, models: Sequence[Any], work: Callable[[Transaction], T]) -> T:
+    def _in_transaction(self, models: Sequence[Any], work: Callable[[Transaction], T],
+                        committed: Batch | None = None) -> T:
         """``work`` in one all-or-nothing transaction, retried while another
         process holds the lock. The guard is asked before every attempt and
         again inside the transaction, just before COMMIT: the wait for the write
         lock can be long, and the claim may be lost during it (fencing).
+
+        ``committed`` is the batch whose commit this is: it is flagged in the
+        same breath as the COMMIT, with Ctrl-C held, so an undo after a signal
+        always knows whether the library has the batch (it has, once COMMIT
+        returned). The wait for another writer's lock stays interruptible.
 
         beets' ``store()`` clears dirty flags as it goes; a rolled-back attempt
         must put them back or the retry would store nothing.
@@ -930,9 +885,13 @@ class Engine:
         for attempt in range(1, self.settings.commit_attempts + 1):
             self.guard()
             try:
-                with atomic(self.lib) as tx:
-                    done = work(tx)
-                    self.guard()  # an exception here rolls the transaction back
+                wait_until_writable(self.lib)  # outside the held signals: Ctrl-C works while we wait
+                with _signals_deferred():
+                    with atomic(self.lib) as tx:
+                        done = work(tx)
+                        self.guard()  # an exception here rolls the transaction back
+                    if committed is not None:
+                        committed.committed = True
                     return done
             except LibraryLockedError:
                 restore_dirty_flags(models, dirty)
@@ -998,10 +957,20 @@ class Engine:
             parts.append(f"{len(problems)} file{'s' if len(problems) != 1 else ''} could not be put back and "
                          f"stay in the journal for the next run to settle: " + "; ".join(problems[:3]))
         summary.error = "; ".join(parts)
-        if isinstance(exc, Exception) and not batch.committed and batch.results:
+        if batch.committed and batch.results:  # recorded, not yet reported (a signal right after COMMIT)
+            report = True
+            for touch in batch.touches:
+                if touch.id in batch.left_out and touch.result is not None:
+                    touch.result.success, touch.result.dest = False, None
+                    touch.result.error = f"{touch.file}: changed by another program during the run; left unmarked"
+        elif isinstance(exc, Exception) and batch.results:
+            report = True
             for result in batch.results:
                 if result.success and not result.skipped:
                     result.success, result.dest, result.error = False, None, f"{result.file}: not recorded: {why}"
+        else:
+            report = False
+        if report:
             try:
                 sink.items([(summary.count(r), r) for r in batch.results], summary)
             except Exception:  # the sink may be what failed (the job store)
@@ -1075,7 +1044,7 @@ class Engine:
                             f"{util.displayable_path(src)} is taken")
         util.mkdirall(src)
         try:  # killed mid-copy, the next run's repair removes the partial copy at src
-            reverse = [self._intend("item", touch.id, dst, src)]
+            reverse = [self._intend(ITEM, touch.id, dst, src)]
         except RunAborted:  # the journal is what failed: move back all the same
             reverse = []
         try:
@@ -1112,7 +1081,7 @@ class Engine:
                     continue
                 dest = unique_destination(wanted, set())
                 self.guard()
-                intent = self._intend("album", album_id, src, dest)
+                intent = self._intend(ALBUM, album_id, src, dest)
                 try:
                     util.move(src, dest)
                 except BaseException as exc:
@@ -1187,6 +1156,14 @@ def _raw_rows(tx: Transaction, ids: Sequence[int]) -> dict[int, Row]:
             if row[0] in found:
                 found[row[0]][2][row[1]] = row[2]
     return found
+
+
+def _marked_since(flex: dict[str, Any], markers: Sequence[str], since: float) -> bool:
+    """Every one of ``markers`` set at or after ``since`` (markers hold epoch times)."""
+    try:
+        return all(marker in flex and float(flex[marker]) >= since for marker in markers)
+    except (TypeError, ValueError):  # a marker someone set by hand to something else
+        return False
 
 
 def _data_version(tx: Transaction) -> int:

@@ -6,18 +6,10 @@ store numbers them, the web streams them, the page renders them.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .engine import ItemResult
-
-
-def readable(value: str | bytes) -> str:
-    """A path or message as clean text: bytes that are not UTF-8 (a Latin-1
-    file name, say) become U+FFFD instead of lone surrogates in JSON."""
-    raw = value if isinstance(value, bytes) else os.fsencode(value)
-    return raw.decode("utf-8", "replace")
+    from .results import ItemResult, Summary
 
 
 def start_event(job: int, op: str, total: int) -> dict[str, Any]:
@@ -45,17 +37,18 @@ def failure_entry(item: dict[str, Any]) -> dict[str, Any]:
     return {"item_id": item["item_id"], "file": item["file"], "error": item["error"]}
 
 
-def done_event(job: int, status: str, total: int, succeeded: int, failed: int, skipped: int,
-               results: list[dict[str, Any]], error: str | None = None) -> dict[str, Any]:
+def done_event(job: int, summary: Summary, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last event of a job. ``results`` lists its failed items (from the
+    job's record, which also holds those of a run this one resumed)."""
     return {
         "type": "done",
         "done": True,
         "job": job,
-        "status": status,
-        "total": total,
-        "succeeded": succeeded,
-        "failed": failed,
-        "skipped": skipped,
+        "status": summary.status,
+        "total": summary.total,
+        "succeeded": summary.succeeded,
+        "failed": summary.failed,
+        "skipped": summary.skipped,
         "results": results,
-        "error": error,
+        "error": summary.error,
     }

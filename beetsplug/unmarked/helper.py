@@ -132,8 +132,9 @@ class Helper:
         try:
             self._process = context.Process(
                 target=_serve, name="beets-unmarked helper", daemon=True,
-                args=(child, self._stop, lib, claim.path, shared, claim.store_path, claim.store_identity,
-                      os.getpid(), id3v23))
+                args=(child, self._stop),
+                kwargs={"lib": lib, "lock_path": claim.path, "shared_fd": shared, "store_path": claim.store_path,
+                        "store_identity": claim.store_identity, "parent": os.getpid(), "id3v23": id3v23})
             self._process.start()
         finally:
             os.close(shared)  # the helper has its copy
@@ -231,7 +232,7 @@ class Helper:
 # --- the helper's side -----------------------------------------------------------
 
 
-def _serve(conn: Connection, stop: Event, lib: Library, lock_path: str, shared_fd: int, store_path: str,
+def _serve(conn: Connection, stop: Event, *, lib: Library, lock_path: str, shared_fd: int, store_path: str,
            store_identity: tuple[int, int] | None, parent: int, id3v23: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it stops us)
     for signum in (signal.SIGTERM, signal.SIGHUP):  # not a server's handlers (gunicorn's, say): just end

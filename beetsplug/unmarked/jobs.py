@@ -1,4 +1,4 @@
-"""The job store: jobs, their events and the journal, in SQLite beside the library.
+"""The job store: jobs, their events and the journal (journal.py), in SQLite beside the library.
 
 Every process that works on a library (the CLI, each web server worker, the
 import hook) opens the same store, so any of them can report a job, stream
@@ -24,13 +24,14 @@ import threading
 import time
 from array import array
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import journal
 from .beets_compat import library_file
 from .claim import file_identity
 from .errors import ClaimLost, StoreError
 from .events import done_event, failure_entry
+from .results import Summary
 
 if TYPE_CHECKING:
     import builtins  # JobStore.list shadows the builtin inside the class
@@ -73,14 +74,6 @@ CREATE TABLE IF NOT EXISTS events (
     failed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job, seq)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS moves (
-    id INTEGER PRIMARY KEY,
-    job INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    entity INTEGER NOT NULL,
-    src BLOB NOT NULL,
-    dst BLOB NOT NULL
-);
 """
 # Columns added after the first release; stores made by it get them on open.
 ADDED_COLUMNS = {"ids": "BLOB", "resumed": "TEXT", "compacted": "INTEGER NOT NULL DEFAULT 0"}
@@ -129,18 +122,6 @@ def how_to_stop(summary: dict[str, Any]) -> str:
     return f"stop it with Ctrl-C where it runs (pid {summary['pid']} on {summary['host']}) or {anywhere}"
 
 
-@dataclass(frozen=True)
-class Move:
-    """An intended move, written before the file moves (see journal.py)."""
-
-    id: int
-    job: int
-    kind: str  # "item" (path) or "album" (artpath)
-    entity: int
-    src: bytes
-    dst: bytes
-
-
 class JobStore:
     """One SQLite file per library; thread-safe (a connection per thread and process)."""
 
@@ -154,6 +135,7 @@ class JobStore:
             db = self._db()
             db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file only
             db.executescript(SCHEMA)  # idempotent; executescript commits itself
+            journal.create_table(db)
             have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
             for name, kind in ADDED_COLUMNS.items():
                 if name not in have:
@@ -188,7 +170,8 @@ class JobStore:
             raise StoreError(unreadable_message(self.path, exc)) from exc
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``), rolled back on any exception."""
         with self._errors():
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
@@ -199,7 +182,7 @@ class JobStore:
                 raise
             db.execute("COMMIT")
 
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> builtins.list[sqlite3.Row]:
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> builtins.list[sqlite3.Row]:
         with self._errors():
             return self._db().execute(sql, args).fetchall()
 
@@ -209,10 +192,10 @@ class JobStore:
 
     # --- jobs: created under the library lock (see runner.py) ---------------
 
-    def create(self, op: str, query: str, force: bool, origin: str) -> int:
+    def create(self, op: str, query: str, *, force: bool, origin: str) -> int:
         """A new queued job. Only the holder of the library lock calls this."""
         now = time.time()
-        with self._write() as db:
+        with self.transaction() as db:
             self._prune(db)
             return _inserted(db.execute(
                 "INSERT INTO jobs (op, query, force, origin, status, created, host, pid, heartbeat)"
@@ -225,7 +208,7 @@ class JobStore:
         self.update(job, ids=array("q", ids).tobytes(), total=len(ids))
 
     def ids(self, job: int) -> builtins.list[int] | None:
-        rows = self._read("SELECT ids FROM jobs WHERE id = ?", (job,))
+        rows = self.rows("SELECT ids FROM jobs WHERE id = ?", (job,))
         if not rows or rows[0]["ids"] is None:
             return None
         return array("q", bytes(rows[0]["ids"])).tolist()
@@ -233,25 +216,24 @@ class JobStore:
     def orphans(self) -> builtins.list[dict[str, Any]]:
         """Jobs recorded as queued or running, oldest first. Called by the lock
         holder, for whom every one of them belongs to a process that died."""
-        rows = self._read("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY id")
+        rows = self.rows("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY id")
         return [self._summary(row, errors=False) for row in rows]
 
     def interrupt(self, job: int, error: str) -> None:
         """End a dead process's job: status ``interrupted`` and a ``done`` event."""
-        with self._write() as db:
+        with self.transaction() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job,)).fetchone()
             if row is None or row["status"] not in ACTIVE:
                 return
             db.execute("UPDATE jobs SET status = 'interrupted', finished = ?, error = ? WHERE id = ?",
                        (time.time(), error, job))
-            done = done_event(job, "interrupted", row["total"], row["succeeded"], row["failed"],
-                              row["skipped"], self._failures(db, job), error)
+            done = done_event(job, Summary.from_record(row, "interrupted", error), self._failures(db, job))
             self._insert_events(db, row, [done])
         self._notify()
 
     def adopt(self, job: int, note: str) -> None:
         """Record that this process resumes a dead process's job."""
-        with self._write() as db:
+        with self.transaction() as db:
             row = db.execute("SELECT resumed FROM jobs WHERE id = ?", (job,)).fetchone()
             notes = json.loads(row["resumed"]) if row["resumed"] else []
             db.execute("UPDATE jobs SET resumed = ?, host = ?, pid = ? WHERE id = ?",
@@ -260,7 +242,7 @@ class JobStore:
     def reap(self) -> None:
         """If jobs say they run but nobody holds the library lock, settle them
         (a plain read unless one needs it: this runs on every poll)."""
-        if not self._read("SELECT 1 FROM jobs WHERE status IN ('queued', 'running') LIMIT 1"):
+        if not self.rows("SELECT 1 FROM jobs WHERE status IN ('queued', 'running') LIMIT 1"):
             return
         from .runner import settle_if_free  # the runner owns a job's life; this only asks
 
@@ -272,7 +254,7 @@ class JobStore:
         (what the page, the API and ``--show`` promise for old jobs); if that is
         not enough, drop the oldest finished jobs whole (the newest is kept).
         Freed pages go back to the file system, so the file shrinks too."""
-        with self._write() as db:
+        with self.transaction() as db:
             if _used(db) <= budget:
                 return
             finished = [row["id"] for row in db.execute(
@@ -300,20 +282,20 @@ class JobStore:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _prune(self, db: sqlite3.Connection) -> None:
-        keep = f"SELECT id FROM jobs ORDER BY id DESC LIMIT {KEEP_JOBS}"
-        db.execute(f"DELETE FROM events WHERE job NOT IN ({keep})")
-        db.execute(f"DELETE FROM jobs WHERE id NOT IN ({keep})")
+        newest = f"SELECT id FROM jobs ORDER BY id DESC LIMIT {KEEP_JOBS}"
+        db.execute(f"DELETE FROM events WHERE job NOT IN ({newest})")
+        db.execute(f"DELETE FROM jobs WHERE id NOT IN ({newest})")
 
     # --- a running job ----------------------------------------------------
 
     def update(self, job: int, **fields: Any) -> None:
         assigns = ", ".join(f"{name} = ?" for name in fields)
-        with self._write() as db:
+        with self.transaction() as db:
             db.execute(f"UPDATE jobs SET {assigns} WHERE id = ?", (*fields.values(), job))
 
     def append(self, job: int, payloads: Sequence[dict[str, Any]], **fields: Any) -> None:
         """Add events (numbered 1, 2, 3, ... per job) and update the job, in one commit."""
-        with self._write() as db:
+        with self.transaction() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job,)).fetchone()
             if row is None or row["status"] not in ACTIVE:  # already ended: keep its record
                 return
@@ -344,11 +326,11 @@ class JobStore:
         db.execute("UPDATE jobs SET last_event = ? WHERE id = ?", (seq, row["id"]))
 
     def cancel_requested(self, job: int) -> bool:
-        rows = self._read("SELECT cancel FROM jobs WHERE id = ?", (job,))
+        rows = self.rows("SELECT cancel FROM jobs WHERE id = ?", (job,))
         return bool(rows and rows[0]["cancel"])
 
     def request_cancel(self, job: int) -> dict[str, Any] | None:
-        with self._write() as db:
+        with self.transaction() as db:
             db.execute(
                 "UPDATE jobs SET cancel = 1 WHERE id = ? AND status IN ('queued', 'running')", (job,)
             )
@@ -358,12 +340,12 @@ class JobStore:
 
     def get(self, job: int) -> dict[str, Any] | None:
         self.reap()
-        rows = self._read("SELECT * FROM jobs WHERE id = ?", (job,))
+        rows = self.rows("SELECT * FROM jobs WHERE id = ?", (job,))
         return self._summary(rows[0]) if rows else None
 
     def list(self, limit: int = KEEP_JOBS) -> builtins.list[dict[str, Any]]:
         self.reap()
-        rows = self._read("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
+        rows = self.rows("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
         return [self._summary(row) for row in rows]
 
     def active(self) -> dict[str, Any] | None:
@@ -372,13 +354,13 @@ class JobStore:
 
     def reported_items(self, job: int) -> set[int]:
         """Ids of the items the job has reported (an ``item`` event each)."""
-        rows = self._read("SELECT json_extract(data, '$.item_id') AS item FROM events"
+        rows = self.rows("SELECT json_extract(data, '$.item_id') AS item FROM events"
                           " WHERE job = ? AND type = 'item'", (job,))
         return {row["item"] for row in rows}
 
     def events_after(self, job: int, after: int, limit: int = 500) -> builtins.list[tuple[int, str, str]]:
         """(seq, type, json) of the job's events numbered above ``after``."""
-        rows = self._read(
+        rows = self.rows(
             "SELECT seq, type, data FROM events WHERE job = ? AND seq > ? ORDER BY seq LIMIT ?",
             (job, after, limit),
         )
@@ -386,10 +368,10 @@ class JobStore:
 
     def position(self, job: int) -> tuple[str, int] | None:
         """(status, last event id) of a job, cheaply: a stream polls it."""
-        rows = self._read("SELECT status, last_event FROM jobs WHERE id = ?", (job,))
+        rows = self.rows("SELECT status, last_event FROM jobs WHERE id = ?", (job,))
         return (rows[0]["status"], rows[0]["last_event"]) if rows else None
 
-    def item_events(self, job: int, status: str | None = None, limit: int = 50,
+    def item_events(self, job: int, *, status: str | None = None, limit: int = 50,
                     offset: int = 0) -> tuple[int, builtins.list[dict[str, Any]]]:
         """A job's per-item record: (how many items match, one page of their
         ``item`` events' data). ``status`` is ``failed``, ``succeeded`` or
@@ -425,33 +407,6 @@ class JobStore:
             summary["errors"] = self.failures(row["id"])
         return summary
 
-    # --- the journal ---------------------------------------------------------
-
-    def intend(self, job: int, kind: str, entity: int, src: bytes, dst: bytes) -> int:
-        with self._write() as db:
-            return _inserted(db.execute(
-                "INSERT INTO moves (job, kind, entity, src, dst) VALUES (?, ?, ?, ?, ?)",
-                (job, kind, entity, src, dst),
-            ))
-
-    def intend_many(self, job: int, entries: Sequence[tuple[str, int, bytes, bytes]]) -> builtins.list[int]:
-        """Several intents ``(kind, entity, src, dst)`` in one transaction; their ids, in order."""
-        if not entries:
-            return []
-        with self._write() as db:
-            return [int(db.execute("INSERT INTO moves (job, kind, entity, src, dst) VALUES (?, ?, ?, ?, ?)",
-                                   (job, *entry)).lastrowid or 0) for entry in entries]
-
-    def forget(self, move_ids: Sequence[int]) -> None:
-        if not move_ids:
-            return
-        with self._write() as db:
-            db.executemany("DELETE FROM moves WHERE id = ?", [(i,) for i in move_ids])
-
-    def pending_moves(self, exclude_job: int | None = None) -> builtins.list[Move]:
-        rows = self._read("SELECT * FROM moves WHERE job IS NOT ? ORDER BY id", (exclude_job,))
-        return [Move(r["id"], r["job"], r["kind"], r["entity"], bytes(r["src"]), bytes(r["dst"])) for r in rows]
-
 
 def _inserted(cursor: sqlite3.Cursor) -> int:
     """The rowid of the row an INSERT just made (always set after an INSERT)."""
@@ -475,7 +430,8 @@ def unreadable_message(path: str, exc: BaseException) -> str:
     return (
         f"the job store {path} cannot be used ({exc}). Move it aside and keep it for "
         f"inspection (mv '{path}' '{path}.broken'); the next run makes a new one. If a run was "
-        "interrupted, its journal of pending moves is in the old file: items it moved may point "
+        "interrupted, its journal (table `intents`: pending moves and tag writes) is in the old file: "
+        "items it moved may point "
         "at their old paths until `beet update` or a re-import finds them"
     )
 

@@ -1,141 +1,105 @@
-"""Crash safety: an intent is recorded before a file changes and settled after a crash.
+"""The journal: what a running job is about to do to a file, written first.
 
 beets moves a file and then stores the new path; it writes tags to a file and
 then stores them. A process killed in between leaves an item pointing at a
 file that is gone, or a file whose tags the library does not know. So before
-each move or tag write the engine records an intent in the job store, and
-forgets it once the batch that stores the change has committed. Whatever is
-left when the next job claims the library belonged to a process that died:
-``reconcile`` repairs paths from what is on disk, removes the temp files a
-killed copy or tag write left (files.py), then rewrites the tags of files
-whose write was not recorded from the library's values.
+each move or tag write the engine records an ``Intent`` here, and forgets it
+once the batch that stores the change has committed, or once the file is put
+back to match the library. Whatever is left when the next job claims the
+library belonged to a process that died; repair.py settles it.
 
-Repair never blocks a run: an entry whose file cannot be repaired (gone,
-unreadable, in a directory we cannot write) is reported once, with the item,
-the path and the reason, and set aside; only the library itself being
-unusable stops the repair, and then every entry is kept for the next run.
-Log calls pass paths as ``{}`` arguments: beets' logger runs
-``msg.format(*args)``, so a path with braces in the message would raise.
+The intents live in the job store's file (table ``intents``), so they share
+its WAL commits: one small commit per wave, no fsync, safe against a killed
+process (the failure this is for).
 """
 
 from __future__ import annotations
 
-import filecmp
-import os
-from collections.abc import Callable
-from contextlib import suppress
-from typing import TYPE_CHECKING, Any
-
-import beets
-from beets import util
-
-from .beets_compat import music_dir
-from .files import remove_partial_copies, remove_stale_temps, write_tags
-from .transaction import atomic
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from beets.library import Album, Item, Library
+    import sqlite3
+    from collections.abc import Sequence
 
-    from .jobs import JobStore, Move
+    from .jobs import JobStore
 
-PATH_FIELD = {"item": "path", "album": "artpath"}  # kinds of move; "tags" marks a tag write
+ITEM, ALBUM, TAGS = "item", "album", "tags"  # a file move, an album art move, a tag write
+PATH_FIELD = {ITEM: "path", ALBUM: "artpath"}  # the field a move changes, by kind
 
-Log = Callable[..., Any]  # a beets logger method: a "{}" template, then its arguments
-
-
-def _quiet(msg: str, *args: Any) -> None:
-    pass
-
-
-def reconcile(lib: Library, store: JobStore, exclude_job: int | None = None, log: Log | None = None) -> int:
-    """Settle the intents of dead jobs. Returns how many items or albums were repaired."""
-    intents = store.pending_moves(exclude_job)
-    if not intents:
-        return 0
-    log = log or _quiet
-    with music_dir(lib):
-        repaired = _repair_paths(lib, [i for i in intents if i.kind in PATH_FIELD], log)
-        rewritten = _rewrite_tags(lib, [i for i in intents if i.kind == "tags"], log)
-    store.forget([intent.id for intent in intents])
-    return repaired + rewritten
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS intents (
+    id INTEGER PRIMARY KEY,
+    job INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    entity INTEGER NOT NULL,
+    src BLOB NOT NULL,
+    dst BLOB NOT NULL
+)
+"""
+_COLUMNS = "job, kind, entity, src, dst"
 
 
-def _set_aside(log: Log, move: Move, path: bytes, what: str, exc: BaseException) -> None:
-    log("{} {}: {} after an interrupted run failed for {}: {}; journal entry set aside",
-        "album" if move.kind == "album" else "item", move.entity, what, util.displayable_path(path), exc)
+@dataclass(frozen=True)
+class Intent:
+    """One file change about to happen: ``kind`` says which (ITEM, ALBUM or
+    TAGS), ``entity`` is the item or album id; a tag write has src == dst."""
+
+    id: int
+    job: int
+    kind: str
+    entity: int
+    src: bytes
+    dst: bytes
 
 
-# --- paths --------------------------------------------------------------------
+def create_table(db: sqlite3.Connection) -> None:
+    """Make the table; a store from before this name (table ``moves``, same
+    columns) has its pending intents carried over in the same transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(SCHEMA)
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'moves'").fetchone():
+            db.execute(f"INSERT INTO intents ({_COLUMNS}) SELECT {_COLUMNS} FROM moves ORDER BY id")
+            db.execute("DROP TABLE moves")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
-def _exists(path: bytes) -> bool:
-    return os.path.exists(util.syspath(path))
+def pending(store: JobStore, exclude_job: int | None = None) -> list[Intent]:
+    """Every intent not yet forgotten (but ``exclude_job``'s), oldest first."""
+    rows = store.rows(f"SELECT id, {_COLUMNS} FROM intents WHERE job IS NOT ? ORDER BY id", (exclude_job,))
+    return [Intent(r["id"], r["job"], r["kind"], r["entity"], bytes(r["src"]), bytes(r["dst"])) for r in rows]
 
 
-def _settle(entity: Item | Album, move: Move) -> bool:
-    """Decide one intent: True when the entity must point at ``dst``."""
-    if entity[PATH_FIELD[move.kind]] != move.src:
-        return False  # stored already (== dst) or changed by someone since
-    src, dst = _exists(move.src), _exists(move.dst)
-    if dst and src:
-        if not filecmp.cmp(util.syspath(move.src), util.syspath(move.dst), shallow=False):
-            return False  # dst is someone else's file: keep ours at src
-        # A cross-device move copied but did not remove the source yet. Remove
-        # it before storing: if we die in between, the next pass sees src gone.
-        os.remove(util.syspath(move.src))
-    return dst  # not moved (or both gone: nothing to point at) unless dst is there
+def forget(store: JobStore, intent_ids: Sequence[int]) -> None:
+    """Drop intents whose change is committed, undone or settled."""
+    if not intent_ids:
+        return
+    with store.transaction() as db:
+        db.executemany("DELETE FROM intents WHERE id = ?", [(i,) for i in intent_ids])
 
 
-def _repair_paths(lib: Library, moves: list[Move], log: Log) -> int:
-    repaired: list[tuple[Item | Album, Move]] = []
-    for move in moves:
-        getter = lib.get_item if move.kind == "item" else lib.get_album
-        entity = getter(move.entity)  # a library error stops the repair; entries are kept
-        try:
-            remove_partial_copies(move.dst)
-            if entity is None or not _settle(entity, move):
-                continue
-        except Exception as exc:  # this entry's files only: report, set aside, go on
-            _set_aside(log, move, move.src, "the path repair", exc)
-            continue
-        entity[PATH_FIELD[move.kind]] = move.dst
-        repaired.append((entity, move))
-        log("{} {}: moved to {} but not recorded; path repaired",
-            move.kind, move.entity, util.displayable_path(move.dst))
-    if repaired:
-        with atomic(lib):
-            for entity, _ in repaired:
-                entity.store()
-    clutter = beets.config["clutter"].as_str_seq()
-    for _, move in repaired:
-        with suppress(OSError):
-            util.prune_dirs(os.path.dirname(move.src), lib.directory, clutter=clutter)
-    return len(repaired)
+@dataclass
+class Journal:
+    """A running job's handle on the journal."""
 
+    store: JobStore
+    job: int
 
-# --- tags ---------------------------------------------------------------------
+    def intend(self, kind: str, entity: int, src: bytes, dst: bytes) -> int:
+        """Record one intent; its id."""
+        return self.intend_many([(kind, entity, src, dst)])[0]
 
+    def intend_many(self, entries: Sequence[tuple[str, int, bytes, bytes]]) -> list[int]:
+        """Intents ``(kind, entity, src, dst)`` in one transaction; their ids, in order."""
+        if not entries:
+            return []
+        with self.store.transaction() as db:
+            insert = f"INSERT INTO intents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+            return [int(db.execute(insert, (self.job, *entry)).lastrowid or 0) for entry in entries]
 
-def _rewrite_tags(lib: Library, intents: list[Move], log: Log) -> int:
-    """Make files whose tag write was not recorded match the library again."""
-    count = 0
-    for move in {m.entity: m for m in intents}.values():
-        item = lib.get_item(move.entity)
-        places = dict.fromkeys([move.src] + ([item.path] if item is not None else []))
-        try:
-            for place in places:
-                remove_stale_temps(place)
-        except OSError as exc:
-            _set_aside(log, move, move.src, "removing temp files", exc)
-            continue
-        if item is None:
-            continue  # removed from the library since: nothing to restore
-        try:
-            write_tags(item)
-        except Exception as exc:  # gone, unreadable, unwritable: report, set aside, go on
-            _set_aside(log, move, item.path, "restoring the tags", exc)
-            continue
-        count += 1
-        log("item {}: tags written before an interrupted run ended were not recorded; "
-            "{} rewritten from the library", item.id, util.displayable_path(item.path))
-    return count
+    def forget(self, intent_ids: Sequence[int]) -> None:
+        forget(self.store, intent_ids)

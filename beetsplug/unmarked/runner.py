@@ -25,13 +25,15 @@ from typing import TYPE_CHECKING, Any
 import confuse
 
 from .claim import LibraryLock, wait_for
-from .engine import Engine, ItemResult, Journal, Settings, Sink, Summary
+from .engine import Engine, Settings, Sink
 from .errors import ConfigError, Terminated
 from .events import done_event, item_event, start_event
 from .jobs import HOST, JobConflict, JobStore, store_for
-from .journal import reconcile
+from .journal import Journal
 from .normalize import Rules
 from .operations import get_operation
+from .repair import reconcile
+from .results import ItemResult, Summary
 from .selection import select_ids, work_query
 
 if TYPE_CHECKING:
@@ -66,8 +68,8 @@ class JobConfig:
 class Job:
     """A claimed job. Enter it (``with``) to run it; leaving releases the lock."""
 
-    def __init__(self, lib: Library, store: JobStore, lock: LibraryLock, job_id: int, op: Operation,
-                 query: str, force: bool, config: JobConfig, log: BeetsLogger, *,
+    def __init__(self, lib: Library, store: JobStore, lock: LibraryLock, job_id: int, op: Operation, *,
+                 query: str, force: bool, config: JobConfig, log: BeetsLogger,
                  ids: Sequence[int] | None = None, resume: Summary | None = None) -> None:
         self.lib, self.store, self.lock, self.id, self.op = lib, store, lock, job_id, op
         self.query, self.force, self.config, self.log = query, force, config, log
@@ -100,7 +102,7 @@ class Job:
     def select(self) -> list[int]:
         """The job's items, selected once and recorded (a resumed job reuses them)."""
         if self.ids is None:
-            self.ids = select_ids(self.lib, work_query(self.lib, self.op, self.query, self.force))
+            self.ids = select_ids(self.lib, work_query(self.lib, self.op, self.query, force=self.force))
             self.store.set_ids(self.id, self.ids)
         return self.ids
 
@@ -113,7 +115,8 @@ class Job:
         else:
             remaining = ids
         settings, rules = self.config.settings, self.config.rules
-        engine = Engine(self.lib, self.op, rules, settings, self.log, journal=Journal(self.store, self.id),
+        engine = Engine(self.lib, self.op, rules=rules, settings=settings, log=self.log,
+                        journal=Journal(self.store, self.id),
                         force=self.force, guard=self.lock.check, claim=self.lock)
         try:
             with stop_signals_raise():
@@ -173,8 +176,8 @@ def _take(store: JobStore, wait: Callable[[dict[str, Any] | None], None] | None)
     return wait_for(take)
 
 
-def open_job(lib: Library, op: Operation, query: str | Sequence[str], force: bool, origin: str,
-             config: JobConfig, log: BeetsLogger, *, ids: Sequence[int] | None = None,
+def open_job(lib: Library, op: Operation, query: str | Sequence[str], *, force: bool, origin: str,
+             config: JobConfig, log: BeetsLogger, ids: Sequence[int] | None = None,
              wait: Callable[[dict[str, Any] | None], None] | None = None) -> Job:
     """Claim the library (JobConflict, or ``wait`` and wait), settle what dead
     processes left, and create the job. ``ids`` given: those items, else the query's."""
@@ -184,13 +187,13 @@ def open_job(lib: Library, op: Operation, query: str | Sequence[str], force: boo
     try:
         settle(lib, store, log)
         if ids is None:  # selected under the lock, before the row: a failed selection leaves no job
-            ids = select_ids(lib, work_query(lib, op, query, force))
-        job_id = store.create(op.name, text, force, origin)
+            ids = select_ids(lib, work_query(lib, op, query, force=force))
+        job_id = store.create(op.name, text, force=force, origin=origin)
         store.set_ids(job_id, ids)
     except BaseException:
         lock.release()
         raise
-    return Job(lib, store, lock, job_id, op, text, force, config, log, ids=ids)
+    return Job(lib, store, lock, job_id, op, query=text, force=force, config=config, log=log, ids=ids)
 
 
 def settle(lib: Library, store: JobStore, log: BeetsLogger) -> None:
@@ -252,22 +255,16 @@ def adopt(lib: Library, config: JobConfig, log: BeetsLogger) -> Job | None:
     except BaseException:
         lock.release()
         raise
-    resume = _resume_summary(job) if job["status"] == "running" else None
-    return Job(lib, store, lock, job["job"], get_operation(job["op"]), job["query"], job["force"],
-               config, log, resume=resume)
-
-
-def _resume_summary(job: dict[str, Any]) -> Summary:
-    return Summary(total=job["total"], status="running", current=job["current"],
-                   succeeded=job["succeeded"], failed=job["failed"], skipped=job["skipped"])
+    resume = Summary.from_record(job) if job["status"] == "running" else None
+    return Job(lib, store, lock, job["job"], get_operation(job["op"]), query=job["query"], force=job["force"],
+               config=config, log=log, resume=resume)
 
 
 def end_failed(store: JobStore, job_id: int, error: str) -> None:
     """End a job that could not run (on); its stream gets a ``done``."""
     job = store.get(job_id) or {}
-    store.append(job_id, [done_event(job_id, "failed", job.get("total", 0), job.get("succeeded", 0),
-                                     job.get("failed", 0), job.get("skipped", 0), store.failures(job_id),
-                                     error)],
+    counters = Summary.from_record(job, "failed", error) if job else Summary(0, "failed", error=error)
+    store.append(job_id, [done_event(job_id, counters, store.failures(job_id))],
                  status="failed", finished=time.time(), error=error)
 
 
@@ -287,8 +284,7 @@ class JobSink:
 
     def done(self, summary: Summary) -> None:
         # Failures come from the record, which also holds those of a run this one resumed.
-        done = done_event(self.job, summary.status, summary.total, summary.succeeded, summary.failed,
-                          summary.skipped, self.store.failures(self.job), summary.error)
+        done = done_event(self.job, summary, self.store.failures(self.job))
         self.store.append(self.job, [done], status=summary.status, finished=time.time(),
                           error=summary.error, **_counters(summary))
 

@@ -39,7 +39,7 @@ def parse_query(lib: Library, query: str | Sequence[str]) -> Query:
     return parsed
 
 
-def work_query(lib: Library, op: Operation, query: str | Sequence[str], force: bool) -> Query:
+def work_query(lib: Library, op: Operation, query: str | Sequence[str], *, force: bool) -> Query:
     """The user's query, narrowed to items the operation has not done unless forced."""
     user = parse_query(lib, query)
     return user if force else AndQuery([unmarked_query(op.name), user])

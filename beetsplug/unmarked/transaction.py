@@ -51,7 +51,7 @@ def atomic(lib: Library) -> Iterator[Transaction]:
     Must not be nested in another transaction of the same thread. Raises
     ``LibraryLockedError`` when the write lock cannot be had in time.
     """
-    _wait_until_writable(lib)
+    wait_until_writable(lib)
     with lib.transaction() as tx:
         cache = tx.query("PRAGMA cache_size")[0][0]
         tx.query(f"PRAGMA cache_size = -{BATCH_CACHE_KIB}")
@@ -79,7 +79,7 @@ def _begin_immediate(lib: Library, tx: Transaction) -> None:
         raise
 
 
-def _wait_until_writable(lib: Library) -> None:
+def wait_until_writable(lib: Library) -> None:
     """Wait for the library's write lock *outside* beets' transaction.
 
     beets serialises every root transaction of a process, reads included,

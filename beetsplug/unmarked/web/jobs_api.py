@@ -61,7 +61,7 @@ def job_items(job_id: str) -> Any:
     status = choice_arg("status", ITEM_STATUSES)
     limit = int_arg("limit", 50, 1, 1000)
     offset = int_arg("offset", 0, 0, None)
-    count, items = store().item_events(summary["job"], status, limit, offset)
+    count, items = store().item_events(summary["job"], status=status, limit=limit, offset=offset)
     return jsonify({"job": summary["job"], "status": status, "count": count, "items": items,
                     "compacted": summary.get("compacted", False)})
 
@@ -80,7 +80,7 @@ def job_events(job_id: str) -> Any:
 
 def _event_stream(job_id: int, after: int) -> flask.Response:
     # Everything the generator needs is captured now: it runs after the view returns.
-    body = sse.stream(store(), job_id, after, _windowed())
+    body = sse.stream(store(), job_id, after=after, window=_windowed())
     response = flask.Response(body, mimetype="text/event-stream", headers=sse.HEADERS)
     response.headers["X-Job-Id"] = str(job_id)
     return response
@@ -100,7 +100,8 @@ def _start(op: Operation, query: str, force: bool) -> Job:
     config = job_config()  # bad settings: an error naming them, nothing claimed
     try:
         with query_errors_as_400(query):
-            job = open_job(lib(), op, query, force, "web", config, state.plugin._log)
+            job = open_job(lib(), op, query, force=force, origin="web", config=config,
+                           log=state.plugin._log)
     except JobConflict as conflict:
         active = conflict.active["job"] if conflict.active else None
         raise ApiError(409, str(conflict), job=active) from conflict

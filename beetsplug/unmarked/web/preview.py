@@ -52,7 +52,7 @@ def preview() -> Any:
     ids = select(op, query, scope)
     page = ids[offset:offset + limit]
     sink = Collect()
-    engine = Engine(lib(), op, config.rules, config.settings, state.plugin._log,
+    engine = Engine(lib(), op, rules=config.rules, settings=config.settings, log=state.plugin._log,
                     force=scope != "unmarked", pretend=True)
     summary = engine.run(page, sink)
     if summary.status == "failed":

@@ -55,8 +55,8 @@ def scoped(op: Operation, query: str, scope: str) -> Query:
         user = parse_query(lib(), query)
     if scope == "all":
         return user
-    todo = unmarked_query(op.name)
-    return AndQuery([todo if scope == "unmarked" else NotQuery(todo), user])
+    not_done = unmarked_query(op.name)
+    return AndQuery([not_done if scope == "unmarked" else NotQuery(not_done), user])
 
 
 def select(op: Operation, query: str, scope: str) -> list[int]:

@@ -92,7 +92,7 @@ class ChunkCache:
 CHUNKS = ChunkCache()
 
 
-def stream(store: JobStore, job: int, after: int, window: float | None) -> Iterator[str]:
+def stream(store: JobStore, job: int, *, after: int, window: float | None) -> Iterator[str]:
     """The job's events numbered above ``after``, until ``done`` (or the window ends)."""
     started = last_sent = last_reap = time.monotonic()
     yield f"retry: {RETRY_WINDOWED_MS if window is not None else RETRY_MS}\n\n"

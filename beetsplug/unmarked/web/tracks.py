@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import jsonify, request
 
-from ..events import readable
+from ..results import readable
 from ..selection import load_items
 from .blueprint import blueprint, lib
 from .queries import select

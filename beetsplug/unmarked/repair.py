@@ -1,0 +1,136 @@
+"""Settling the journal after a crash (see journal.py for what it holds).
+
+The intents left when a job claims the library belonged to a process that
+died. ``reconcile`` repairs paths from what is on disk, removes the temp
+files a killed copy or tag write left (files.py), then rewrites the tags of
+files whose write was not recorded from the library's values.
+
+Repair never blocks a run: an entry whose file cannot be repaired (gone,
+unreadable, in a directory we cannot write) is reported once, with the item,
+the path and the reason, and set aside; only the library itself being
+unusable stops the repair, and then every entry is kept for the next run.
+Log calls pass paths as ``{}`` arguments: beets' logger runs
+``msg.format(*args)``, so a path with braces in the message would raise.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import os
+from collections.abc import Callable
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+import beets
+from beets import util
+
+from . import journal
+from .beets_compat import music_dir
+from .files import remove_partial_copies, remove_stale_temps, write_tags
+from .transaction import atomic
+
+if TYPE_CHECKING:
+    from beets.library import Album, Item, Library
+
+    from .jobs import JobStore
+    from .journal import Intent
+
+Log = Callable[..., Any]  # a beets logger method: a "{}" template, then its arguments
+
+
+def _quiet(msg: str, *args: Any) -> None:
+    pass
+
+
+def reconcile(lib: Library, store: JobStore, *, exclude_job: int | None = None, log: Log | None = None) -> int:
+    """Settle the intents of dead jobs. Returns how many items or albums were repaired."""
+    intents = journal.pending(store, exclude_job)
+    if not intents:
+        return 0
+    log = log or _quiet
+    with music_dir(lib):
+        repaired = _repair_paths(lib, [i for i in intents if i.kind in journal.PATH_FIELD], log)
+        rewritten = _rewrite_tags(lib, [i for i in intents if i.kind == journal.TAGS], log)
+    journal.forget(store, [intent.id for intent in intents])
+    return repaired + rewritten
+
+
+def _set_aside(log: Log, intent: Intent, path: bytes, what: str, exc: BaseException) -> None:
+    log("{} {}: {} after an interrupted run failed for {}: {}; journal entry set aside",
+        "album" if intent.kind == journal.ALBUM else "item", intent.entity, what, util.displayable_path(path), exc)
+
+
+# --- paths --------------------------------------------------------------------
+
+
+def _exists(path: bytes) -> bool:
+    return os.path.exists(util.syspath(path))
+
+
+def _settle(entity: Item | Album, intent: Intent) -> bool:
+    """Decide one intent: True when the entity must point at ``dst``."""
+    if entity[journal.PATH_FIELD[intent.kind]] != intent.src:
+        return False  # stored already (== dst) or changed by someone since
+    src, dst = _exists(intent.src), _exists(intent.dst)
+    if dst and src:
+        if not filecmp.cmp(util.syspath(intent.src), util.syspath(intent.dst), shallow=False):
+            return False  # dst is someone else's file: keep ours at src
+        # A cross-device move copied but did not remove the source yet. Remove
+        # it before storing: if we die in between, the next pass sees src gone.
+        os.remove(util.syspath(intent.src))
+    return dst  # not moved (or both gone: nothing to point at) unless dst is there
+
+
+def _repair_paths(lib: Library, intents: list[Intent], log: Log) -> int:
+    repaired: list[tuple[Item | Album, Intent]] = []
+    for intent in intents:
+        getter = lib.get_item if intent.kind == journal.ITEM else lib.get_album
+        entity = getter(intent.entity)  # a library error stops the repair; entries are kept
+        try:
+            remove_partial_copies(intent.dst)
+            if entity is None or not _settle(entity, intent):
+                continue
+        except Exception as exc:  # this entry's files only: report, set aside, go on
+            _set_aside(log, intent, intent.src, "the path repair", exc)
+            continue
+        entity[journal.PATH_FIELD[intent.kind]] = intent.dst
+        repaired.append((entity, intent))
+        log("{} {}: moved to {} but not recorded; path repaired",
+            intent.kind, intent.entity, util.displayable_path(intent.dst))
+    if repaired:
+        with atomic(lib):
+            for entity, _ in repaired:
+                entity.store()
+    clutter = beets.config["clutter"].as_str_seq()
+    for _, intent in repaired:
+        with suppress(OSError):
+            util.prune_dirs(os.path.dirname(intent.src), lib.directory, clutter=clutter)
+    return len(repaired)
+
+
+# --- tags ---------------------------------------------------------------------
+
+
+def _rewrite_tags(lib: Library, intents: list[Intent], log: Log) -> int:
+    """Make files whose tag write was not recorded match the library again."""
+    count = 0
+    for intent in {i.entity: i for i in intents}.values():
+        item = lib.get_item(intent.entity)
+        places = dict.fromkeys([intent.src] + ([item.path] if item is not None else []))
+        try:
+            for place in places:
+                remove_stale_temps(place)
+        except OSError as exc:
+            _set_aside(log, intent, intent.src, "removing temp files", exc)
+            continue
+        if item is None:
+            continue  # removed from the library since: nothing to restore
+        try:
+            write_tags(item)
+        except Exception as exc:  # gone, unreadable, unwritable: report, set aside, go on
+            _set_aside(log, intent, item.path, "restoring the tags", exc)
+            continue
+        count += 1
+        log("item {}: tags written before an interrupted run ended were not recorded; "
+            "{} rewritten from the library", item.id, util.displayable_path(item.path))
+    return count
