@@ -18,7 +18,7 @@ def test_status_counts_per_operation(env: LibraryEnv) -> None:
     add_many(env, 5)
     env.beet("mark", "--op", "rename", f"id:{env.ids()[0]}")
     lines = env.beet("unmarked-status").stdout.splitlines()
-    assert lines == ["process    5 unmarked", "rename     4 unmarked", "normalize  5 unmarked"]
+    assert lines == ["process    5 unmarked", "rename     4 unmarked", "normalize  5 unmarked", "no job running"]
 
 
 def test_jobs_are_listed_and_a_record_shows_failures_first(env: LibraryEnv) -> None:
@@ -48,6 +48,8 @@ def test_cancel_from_another_terminal(env: LibraryEnv) -> None:
         wait_for(lambda: pending(store), "the run to work on a file")
         refused = env.beet("rename-unmarked", check=False)
         assert "beet unmarked-jobs --cancel 1" in refused.stderr, "the conflict says how to stop it"
+        status = env.beet("unmarked-status").stdout.splitlines()
+        assert status[-1].startswith(f"running: job 1 (process, from cli, pid {run.pid} on "), status
         said = env.beet("unmarked-jobs", "--cancel", "1").stdout
         assert "cancel requested" in said
     out, err = run.communicate(timeout=120)

@@ -3,7 +3,7 @@
     beet unmarked-jobs                 recent jobs, newest first
     beet unmarked-jobs --show ID       one job's record, failed items first
     beet unmarked-jobs --cancel ID     ask a running job to stop (from any terminal)
-    beet unmarked-status               unmarked items per operation
+    beet unmarked-status               unmarked items per operation; the running job, if any
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from beets import ui
 
 from .beets_compat import UserError
-from .jobs import ACTIVE, store_for
+from .jobs import ACTIVE, describe, store_for
 from .markers import unmarked_query
 from .operations import OPERATIONS
 from .selection import select_ids
@@ -103,11 +103,14 @@ def jobs_command() -> ui.Subcommand:
 
 
 def status_command() -> ui.Subcommand:
-    cmd = ui.Subcommand("unmarked-status", help="count the items not yet marked, per operation")
+    cmd = ui.Subcommand("unmarked-status", help="count the items not yet marked, per operation, and say "
+                        "whether a job is running")
 
     def func(lib: Library, opts: Any, args: list[str]) -> None:
         for name in OPERATIONS:
             ui.print_(f"{name:<10} {len(select_ids(lib, unmarked_query(name)))} unmarked")
+        active = store_for(lib).active()
+        ui.print_(f"running: {describe(active)}" if active else "no job running")
 
     cmd.func = func
     return cmd
