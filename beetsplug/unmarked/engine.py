@@ -957,24 +957,30 @@ class Engine:
             parts.append(f"{len(problems)} file{'s' if len(problems) != 1 else ''} could not be put back and "
                          f"stay in the journal for the next run to settle: " + "; ".join(problems[:3]))
         summary.error = "; ".join(parts)
-        if batch.committed and batch.results:  # recorded, not yet reported (a signal right after COMMIT)
-            report = True
+        self._report_last_batch(batch, exc, why, summary, sink)
+
+    def _report_last_batch(self, batch: Batch, exc: BaseException, why: str, summary: Summary, sink: Sink) -> None:
+        """Report what a stopped run had not: a committed batch as it was
+        recorded (a signal right after its COMMIT), an undone one as failed
+        "not recorded" (unless Ctrl-C: its items simply stay for the next run)."""
+        if not batch.results:
+            return
+        if batch.committed:
             for touch in batch.touches:
                 if touch.id in batch.left_out and touch.result is not None:
                     touch.result.success, touch.result.dest = False, None
                     touch.result.error = f"{touch.file}: changed by another program during the run; left unmarked"
-        elif isinstance(exc, Exception) and batch.results:
-            report = True
+        elif isinstance(exc, Exception):
             for result in batch.results:
                 if result.success and not result.skipped:
                     result.success, result.dest, result.error = False, None, f"{result.file}: not recorded: {why}"
         else:
-            report = False
-        if report:
-            try:
-                sink.items([(summary.count(r), r) for r in batch.results], summary)
-            except Exception:  # the sink may be what failed (the job store)
-                self.log.debug("could not report the undone batch", exc_info=True)
+            batch.results = []
+            return
+        try:
+            sink.items([(summary.count(r), r) for r in batch.results], summary)
+        except Exception:  # the sink may be what failed (the job store)
+            self.log.debug("could not report the stopped run's last batch", exc_info=True)
         batch.results = []
 
     def _why(self, exc: BaseException) -> str:
