@@ -17,6 +17,10 @@ query, their tag writes journaled in one transaction and done in order, then
 their moves journaled in one transaction and done in order. Per item that is
 the order beets would follow (tags, then the move); per wave it saves the
 per-item round trips to both databases, which were most of a run's time.
+When the helper process computes a rename's destinations, the next batch's
+first wave is read while a batch commits, and its destinations asked of the
+helper then, so the second core works through the commit (no file of that
+wave is touched, nor anything journaled, before the commit).
 
 Files and library agree at every exit. Each item is read from the library
 just before its file work; the commit compares its row with what was read
@@ -181,6 +185,7 @@ class Wave:
 
     touches: list[Touch]  # the ones with work left
     asked: int = 0  # the first this many: their destinations were asked of the helper
+    early: bool = False  # begun while the batch before it committed (``_look_ahead``)
 
 
 @dataclass
@@ -240,6 +245,8 @@ class Engine:
         self._waited = 0.0  # the helper's ``waited`` when the share was last adjusted
         self._found: deque[list[Any]] = deque()  # the helper's destinations, not yet taken by their wave
         self._done_since: float | None = None  # resuming: the job's start (its own markers are newer)
+        self._ahead: Batch | None = None  # the next batch, its first wave begun while this one commits
+        self._art_moved: set[int] = set()  # albums whose art the last commit moved (their ``artpath`` changed)
 
     # --- the run ------------------------------------------------------------
 
@@ -272,8 +279,10 @@ class Engine:
             try:
                 summary.status = "completed"
                 self._start_helper(len(ids))
-                for chunk in _chunks(ids, self.settings.batch_size):
-                    if self._run_chunk(chunk, summary, sink, stop):
+                chunks = [deque(chunk) for chunk in _chunks(ids, self.settings.batch_size)]
+                for number, chunk in enumerate(chunks):
+                    later = chunks[number + 1] if number + 1 < len(chunks) else deque()
+                    if self._run_chunk(chunk, later, summary, sink, stop):
                         summary.status = "cancelled"
                         break
             except BaseException as exc:
@@ -315,6 +324,12 @@ class Engine:
         while self._helper is not None and self._helper.busy > open_at_most:
             self._settle(*self._receive())
 
+    def _drain_files(self) -> None:
+        """Settle the helper's reports until no file work is out (a request
+        for destinations sent after the last one may stay open)."""
+        while self._helper is not None and self._helper.awaits("files"):
+            self._settle(*self._receive())
+
     def _settle(self, kind: str, reports: list[Any], stopping: bool = False) -> None:
         """Apply the helper's reports; a lost claim ends the run after all of them are applied."""
         if kind == "destinations":  # for the wave that asked: kept until it finishes
@@ -340,9 +355,12 @@ class Engine:
             self.log.debug("no report for the file work of item {}", handed.touch.id)
         self._handed.clear()
 
-    def _run_chunk(self, ids: Sequence[int], summary: Summary, sink: Sink, stop: Callable[[], bool]) -> bool:
-        """Process one chunk of ids; return True if asked to stop."""
-        albums = self._normalized_albums(ids)
+    def _run_chunk(self, queue: deque[int], later: deque[int], summary: Summary, sink: Sink,
+                   stop: Callable[[], bool]) -> bool:
+        """Process one chunk of ids (``queue``, emptied as it goes); return
+        True if asked to stop. ``later`` is the next chunk's: a batch's commit
+        may begin its first wave (see ``_look_ahead``)."""
+        albums = self._normalized_albums(list(queue))
         # Path formats read album-level fields from the album row, so changed
         # albums are stored before any item moves. --pretend stores them in a
         # transaction it rolls back at the end of the chunk (held only then).
@@ -350,13 +368,21 @@ class Engine:
         with scope:
             if albums:
                 self._store(albums, self._store_album)
-            queue = deque(ids)
-            while queue:
-                batch = self._batch = Batch()
-                while queue:
+            while True:
+                batch, self._ahead = self._ahead or Batch(), None  # begun while the last batch committed
+                self._batch = batch
+                if not queue and not batch.outcomes:
+                    break
+                early = batch.pending is not None and batch.pending.early
+                while queue or early:
+                    early = False
                     if stop():
+                        if batch.pending is not None and batch.pending.early:  # no file of it touched yet
+                            self._drop_early(batch)
                         self._flush(batch, summary, sink, redo=False)
                         return True
+                    if not queue:
+                        break
                     started = time.monotonic()
                     ids_now = [queue.popleft() for _ in range(min(self._wave_size(batch), len(queue)))]
                     wave = self._begin_wave(ids_now, batch)
@@ -370,8 +396,41 @@ class Engine:
                     self._per_item = spent if self._per_item is None else 0.7 * self._per_item + 0.3 * spent
                     if time.monotonic() - batch.started >= self.settings.batch_seconds:
                         break
-                queue.extend(self._flush(batch, summary, sink))  # items another writer changed meanwhile
+                queue.extend(self._flush(batch, summary, sink, ahead=queue or later))  # items another writer changed
+                if not queue:
+                    break
         return False
+
+    def _look_ahead(self, source: deque[int]) -> None:
+        """Begin the next batch's first wave while this one commits, its
+        destinations all asked of the helper (rename): the helper computes them
+        while this process waits for the library's disk, sends events and
+        prunes directories. Only rows are read and destinations computed; no
+        file is touched and nothing journaled before the commit, so an abort
+        has nothing more to undo. The rows are checked at the next batch's
+        commit like any other (this batch's commit changes no other item).
+        The one album field this run changes - ``artpath``, when art follows
+        its items after the commit - is handled in ``_destinations_found``."""
+        if self._helper is None or self.op.normalize or not source:
+            return
+        batch = Batch()
+        ids = [source.popleft() for _ in range(min(self._wave_size(batch), len(source)))]
+        wave = self._begin_wave(ids, batch, share=1.0)
+        wave.early = True
+        if wave.touches:
+            batch.pending = wave
+        self._ahead = batch
+
+    def _drop_early(self, batch: Batch) -> None:
+        """Forget a wave begun ahead of its batch (the run stops before it):
+        its items are left as not reached; the helper's answer is read and dropped."""
+        wave, batch.pending = batch.pending, None
+        assert wave is not None
+        if wave.asked:
+            while not self._found:
+                self._settle(*self._receive())
+            self._found.popleft()
+        batch.outcomes, batch.touches = [], []
 
     def _wave_size(self, batch: Batch) -> int:
         """How many items the next wave takes: as many as fit in what is left
@@ -385,7 +444,7 @@ class Engine:
 
     # --- a wave of items ---------------------------------------------------------
 
-    def _begin_wave(self, ids: Sequence[int], batch: Batch) -> Wave:
+    def _begin_wave(self, ids: Sequence[int], batch: Batch, share: float | None = None) -> Wave:
         """Start a few items, read from the library just now (not when their
         chunk began): read them in one query and normalize them. With a
         helper, hand their file work out at once (process, normalize: the tag
@@ -400,7 +459,7 @@ class Engine:
         live = [touch for touch in outcomes if isinstance(touch, Touch) and touch.result is None]
         wave = Wave(live)
         if self._helper is not None and not self.op.normalize:  # rename: destinations shared, finished next turn
-            wave.asked = int(len(live) * self._share)
+            wave.asked = int(len(live) * (self._share if share is None else share))
             if wave.asked:
                 self._helper.send_destinations([(t.id, t.row, {key: new for key, (_, new) in t.changes.items()})
                                                 for t in live[:wave.asked]])
@@ -635,16 +694,13 @@ class Engine:
         assert self._helper is not None
         found: dict[int, bytes | ItemError] = {}
         for touch in wave.touches[wave.asked:]:
-            try:
-                found[touch.id] = self._destination(touch.item)
-            except (RunAborted, sqlite3.Error):
-                raise
-            except Exception as exc:
-                found[touch.id] = ItemError(readable(self._describe(exc, touch.file)))
+            self._find(touch, found)
         # Balance: if this process waited for the helper since the last wave,
-        # the helper has too much to do; if not, it can take more.
+        # the helper has too much to do; if not, it can take more. (An early
+        # wave's share is all of it, whatever the balance.)
         waited, self._waited = self._helper.waited - self._waited, self._helper.waited
-        self._share = max(0.05, self._share - 0.03) if waited > 0.002 else min(0.95, self._share + 0.03)
+        if not wave.early:
+            self._share = max(0.05, self._share - 0.03) if waited > 0.002 else min(0.95, self._share + 0.03)
         while not self._found:  # replies come in order: any files reports before it are settled
             self._settle(*self._receive())
         reports = self._found.popleft()
@@ -652,7 +708,19 @@ class Engine:
         for report in reports:
             found[report.key] = (report.dest if report.error is None
                                  else ItemError(readable(report.error.replace("{file}", files[report.key]))))
+        if wave.early and self._art_moved:  # asked before the commit that moved their album's art: ask again
+            for touch in wave.touches:
+                if touch.item.album_id in self._art_moved:
+                    self._find(touch, found)
         return found
+
+    def _find(self, touch: Touch, found: dict[int, bytes | ItemError]) -> None:
+        try:
+            found[touch.id] = self._destination(touch.item)
+        except (RunAborted, sqlite3.Error):
+            raise
+        except Exception as exc:
+            found[touch.id] = ItemError(readable(self._describe(exc, touch.file)))
 
     def _rename(self, touch: Touch, dest: bytes, intent: int, batch: Batch) -> None:
         """One journaled move; on failure the file is found (src or dest) and
@@ -803,11 +871,16 @@ class Engine:
 
     # --- commits --------------------------------------------------------------
 
-    def _flush(self, batch: Batch, summary: Summary, sink: Sink, redo: bool = True) -> list[int]:
+    def _flush(self, batch: Batch, summary: Summary, sink: Sink, redo: bool = True,
+               ahead: deque[int] | None = None) -> list[int]:
         """Commit the batch (items + markers), put back the items another
-        writer changed meanwhile, then report. Returns the ids to do again."""
+        writer changed meanwhile, then report. Returns the ids to do again.
+        With ``ahead``, the next batch's first wave is begun from those ids
+        before the commit (``_look_ahead``)."""
         self._finish_pending(batch)
-        self._drain()
+        if ahead:
+            self._look_ahead(ahead)
+        self._drain_files()  # every file of the batch reported before its commit
         batch.results = _known(batch.outcomes)
         conflicted = self._commit(batch)
         done = [touch for touch in batch.touches if touch not in conflicted]
@@ -818,6 +891,7 @@ class Engine:
         if batch.results:  # reported before the art moves: those items are recorded whatever happens next
             sink.items([(summary.count(r), r) for r in batch.results], summary)
             batch.results = []
+        self._art_moved = set()
         self._move_art(batch.albums)
         for directory in batch.vacated:
             util.prune_dirs(directory, self.lib.directory, clutter=self.clutter)
@@ -1106,6 +1180,7 @@ class Engine:
                 moved.append((album, album_id, src, dest, intent))
                 util.prune_dirs(os.path.dirname(src), self.lib.directory, clutter=self.clutter)
             if moved:
+                self._art_moved.update(album_id for _, album_id, _, _, _ in moved)
                 self._store([album for album, _, _, _, _ in moved], lambda album: album.store(inherit=False))
         except BaseException:
             with _signals_deferred():

@@ -151,6 +151,10 @@ class Helper:
         """Requests sent and not answered yet."""
         return len(self._waiting)
 
+    def awaits(self, kind: str) -> bool:
+        """A request of this kind is not answered yet."""
+        return kind in self._waiting
+
     def send_files(self, tasks: list[FileTask]) -> None:
         self._send("files", tasks)
 
