@@ -220,6 +220,7 @@ class Engine:
         if not pretend and journal is None:
             raise ValueError("a real run needs the journal")
         self.lib, self.op, self.rules, self.settings, self.log = lib, op, rules, settings, log
+        self._markers = op.markers
         self.journal, self.force, self.pretend = journal, force, pretend
         # Fencing: raises ClaimLost once this process no longer owns the library.
         self.guard: Callable[[], None] = guard or (lambda: None)
@@ -497,18 +498,20 @@ class Engine:
         if raw is None:
             return ItemResult(item_id, None, skipped=True, error="removed from the library during the run")
         item = _model(self.lib, raw)
-        file = readable(item.path)
-        if self._done_since is not None and _marked_since(raw[2], self.op.markers, self._done_since):
+        path = item.path
+        file = readable(path)
+        if self._done_since is not None and _marked_since(raw[2], self._markers, self._done_since):
             return ItemResult(item_id, file, file)  # done by the run this one resumes: recorded, never reported
-        if not self.force and all(marker in raw[2] for marker in self.op.markers):  # as ``unmarked:`` selects
+        if not self.force and all(marker in raw[2] for marker in self._markers):  # as ``unmarked:`` selects
             return ItemResult(item_id, file, file, skipped=True, error="already done by another run")
-        touch = Touch(item_id, item, raw, item.path, file, before=item.copy() if self.pretend else None)
+        touch = Touch(item_id, item, raw, path, file, before=item.copy() if self.pretend else None)
         if not self.pretend:
             batch.touches.append(touch)
         try:
-            if not os.path.exists(util.syspath(item.path)):
+            if not os.path.exists(util.syspath(path)):
                 raise ItemError(f"file not found: {file}")
-            touch.changes = self._normalize(item, _filled(raw))
+            if self.op.normalize:
+                touch.changes = self._normalize(item, _filled(raw))
         except (RunAborted, sqlite3.Error):
             raise
         except Exception as exc:
@@ -522,7 +525,7 @@ class Engine:
                                   error=readable(self._describe(exc, touch.file)))
 
     def _succeed(self, touch: Touch) -> None:
-        touch.store, touch.markers = not self.pretend, self.op.markers
+        touch.store, touch.markers = not self.pretend, self._markers
         item = touch.item
         touch.result = ItemResult(touch.id, touch.file, readable(item.path), changes=touch.changes,
                                   before=touch.before, after=item if self.pretend else None)
@@ -649,9 +652,8 @@ class Engine:
     def _place(self, touch: Touch, batch: Batch, found: bytes | None = None) -> bytes | None:
         """Where the item's file goes (a name no other file has or is promised),
         or None if it is there already."""
-        item = touch.item
-        dest = found if found is not None else self._destination(item)
-        if util.samefile(dest, item.path):
+        dest = found if found is not None else self._destination(touch.item)
+        if util.samefile(dest, touch.src):  # (not moved yet: the file is at ``src``)
             return None
         dest = unique_destination(dest, batch.taken)
         batch.taken.add(dest)
@@ -776,9 +778,10 @@ class Engine:
         if not plans:
             return
         self.guard()
+        # The files are where they were read (``src`` is ``item.path`` until a move is reported).
         entries = [entry for h in plans for entry in (
-            [(TAGS, h.touch.id, h.touch.item.path, h.touch.item.path)] if h.tags else []) + (
-            [(ITEM, h.touch.id, h.touch.item.path, h.dest)] if h.dest is not None else [])]
+            [(TAGS, h.touch.id, h.touch.src, h.touch.src)] if h.tags else []) + (
+            [(ITEM, h.touch.id, h.touch.src, h.dest)] if h.dest is not None else [])]
         intents = iter(self._intend_many(entries))
         tasks = []
         for handed in plans:
@@ -786,16 +789,16 @@ class Engine:
             if handed.tags:
                 handed.tags_intent = next(intents)
                 touch.intents.append(handed.tags_intent)
-                plugins.send("write", item=item, path=item.path, tags=handed.tags)
+                plugins.send("write", item=item, path=touch.src, tags=handed.tags)
                 touch.wrote = True  # maybe, until the report says
             if handed.dest is not None:
                 handed.move_intent = next(intents)
                 touch.intents.append(handed.move_intent)
                 touch.dest = handed.dest  # maybe moved, until the report says
-                plugins.send("before_item_moved", item=item, source=item.path, destination=handed.dest)
+                plugins.send("before_item_moved", item=item, source=touch.src, destination=handed.dest)
             key = next(self._keys)
             self._handed[key] = handed
-            tasks.append(helpers.FileTask(key, item.path, handed.tags, handed.dest))
+            tasks.append(helpers.FileTask(key, touch.src, handed.tags, handed.dest))
         self._helper.send_files(tasks)
 
     def _settle_files(self, done: helpers.FileDone) -> str | None:
@@ -815,14 +818,13 @@ class Engine:
                 return None
             if done.mtime is not None:
                 set_field(item, "mtime", done.mtime)
-            plugins.send("after_write", item=item, path=item.path)
+            plugins.send("after_write", item=item, path=touch.src)
         if handed.dest is not None:
             if done.where == "dst":
-                source = item.path
                 set_field(item, "path", handed.dest)
                 touch.moved = True
                 self._vacate(handed.batch, item, touch.src)
-                plugins.send("item_moved", item=item, source=source, destination=handed.dest)
+                plugins.send("item_moved", item=item, source=touch.src, destination=handed.dest)
             elif done.where == "src":
                 self._forget([handed.move_intent])  # type: ignore[list-item]
                 touch.intents.remove(handed.move_intent)  # type: ignore[arg-type]
