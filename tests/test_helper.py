@@ -10,6 +10,7 @@ the run with its batch put back; either way the next run settles everything.
 
 from __future__ import annotations
 
+import mmap
 import os
 import signal
 import subprocess
@@ -217,3 +218,26 @@ def test_a_plugin_on_write_gets_beets_whole_write_in_one_process(env: LibraryEnv
     for item in env.lib.items():
         assert MediaFile(item.path).comments in (None, ""), "the plugin's edit reached the file"
         assert MediaFile(item.path).title == item.title
+
+
+def test_the_parent_takes_the_destinations_the_helper_has_not_begun(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two counters per request (shared after the fork): the parent takes items
+    from the end while the helper has not begun them, the helper stops where
+    the parent's items start; every item is computed at least once."""
+    from beetsplug.unmarked import helper as helpers
+
+    memory = mmap.mmap(-1, 2 * helpers.SLOTS * 8)
+    counters = memoryview(memory).cast("q")
+    parent = object.__new__(helpers.Helper)  # the counters only: no process
+    parent._begun, parent._limit = counters[:helpers.SLOTS], counters[helpers.SLOTS:]
+    slot = 3
+    parent._begun[slot], parent._limit[slot] = 0, 5
+    assert [parent.steal(slot), parent.steal(slot)] == [4, 3]
+    monkeypatch.setattr(helpers, "_destination", lambda lib, key, row, changes: helpers.DestinationDone(key))
+    done = helpers._destinations(None, (parent._begun, parent._limit), slot,  # type: ignore[arg-type]
+                                 [(key, None, {}) for key in range(5)])
+    assert [d.key for d in done] == [0, 1, 2], "the helper stops where the parent's items start"
+    assert parent.steal(slot) is None, "nothing left that the helper has not begun"
+    parent._begun[slot], parent._limit[slot] = 2, 5  # the helper is at item 1 of 5
+    assert [parent.steal(slot) for _ in range(4)] == [4, 3, 2, None]
+    del counters, parent

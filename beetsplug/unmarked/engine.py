@@ -185,6 +185,7 @@ class Wave:
 
     touches: list[Touch]  # the ones with work left
     asked: int = 0  # the first this many: their destinations were asked of the helper
+    slot: int = 0  # the helper's request for them (see ``Helper.steal``)
     early: bool = False  # begun while the batch before it committed (``_look_ahead``)
 
 
@@ -242,8 +243,6 @@ class Engine:
         self._helper: helpers.Helper | None = None
         self._handed: dict[int, Handed] = {}  # by the key of its helper task
         self._keys = itertools.count()
-        self._share = 0.5  # of a wave's destinations the helper computes (adjusted as it goes)
-        self._waited = 0.0  # the helper's ``waited`` when the share was last adjusted
         self._found: deque[list[Any]] = deque()  # the helper's destinations, not yet taken by their wave
         self._done_since: float | None = None  # resuming: the job's start (its own markers are newer)
         self._ahead: Batch | None = None  # the next batch, its first wave begun while this one commits
@@ -416,7 +415,7 @@ class Engine:
             return
         batch = Batch()
         ids = [source.popleft() for _ in range(min(self._wave_size(batch), len(source)))]
-        wave = self._begin_wave(ids, batch, share=1.0)
+        wave = self._begin_wave(ids, batch)
         wave.early = True
         if wave.touches:
             batch.pending = wave
@@ -445,13 +444,14 @@ class Engine:
 
     # --- a wave of items ---------------------------------------------------------
 
-    def _begin_wave(self, ids: Sequence[int], batch: Batch, share: float | None = None) -> Wave:
+    def _begin_wave(self, ids: Sequence[int], batch: Batch) -> Wave:
         """Start a few items, read from the library just now (not when their
         chunk began): read them in one query and normalize them. With a
         helper, hand their file work out at once (process, normalize: the tag
-        writes are its load; destinations are computed here), or ask it for a
-        share of their destinations (rename: the wave is finished on the next
-        turn, while the helper works on these)."""
+        writes are its load; destinations are computed here), or ask it for
+        their destinations (rename: the wave is finished on the next turn,
+        while the helper works on these; what it has not begun by then is
+        computed here)."""
         with self.lib.transaction() as tx:
             batch.versions.add(_data_version(tx))  # before the rows: a commit in between shows as a change
             rows = _raw_rows(tx, ids)
@@ -459,11 +459,11 @@ class Engine:
         batch.outcomes += outcomes
         live = [touch for touch in outcomes if isinstance(touch, Touch) and touch.result is None]
         wave = Wave(live)
-        if self._helper is not None and not self.op.normalize:  # rename: destinations shared, finished next turn
-            wave.asked = int(len(live) * (self._share if share is None else share))
+        if self._helper is not None and not self.op.normalize:  # rename: destinations asked, finished next turn
+            wave.asked = len(live)
             if wave.asked:
-                self._helper.send_destinations([(t.id, t.row, {key: new for key, (_, new) in t.changes.items()})
-                                                for t in live[:wave.asked]])
+                wave.slot = self._helper.send_destinations(
+                    [(t.id, t.row, {key: new for key, (_, new) in t.changes.items()}) for t in live])
         elif self._helper is not None:  # process, normalize: tag writes (and moves) are the helper's load
             self._hand_out(live, batch, {})
             wave.touches = []
@@ -690,24 +690,20 @@ class Engine:
                 self._fail(touch, exc)
 
     def _destinations_found(self, wave: Wave) -> dict[int, bytes | ItemError]:
-        """A rename wave's destinations: the helper's share (asked for when the
-        wave began) and the rest computed here; the helper's share follows who
-        finished first."""
+        """A rename wave's destinations, asked of the helper when the wave
+        began: those it has not begun yet are computed here, from the last one
+        back, rather than waited for; the rest come with its answer."""
         assert self._helper is not None
         found: dict[int, bytes | ItemError] = {}
-        for touch in wave.touches[wave.asked:]:
-            self._find(touch, found)
-        # Balance: if this process waited for the helper since the last wave,
-        # the helper has too much to do; if not, it can take more. (An early
-        # wave's share is all of it, whatever the balance.)
-        waited, self._waited = self._helper.waited - self._waited, self._helper.waited
-        if not wave.early:
-            self._share = max(0.05, self._share - 0.03) if waited > 0.002 else min(0.95, self._share + 0.03)
+        while (index := self._helper.steal(wave.slot)) is not None:
+            self._find(wave.touches[index], found)
         while not self._found:  # replies come in order: any files reports before it are settled
             self._settle(*self._receive())
         reports = self._found.popleft()
         files = {touch.id: touch.file for touch in wave.touches}
         for report in reports:
+            if report.key in found:  # both took it (a race the counters allow): this process's answer stands
+                continue
             found[report.key] = (report.dest if report.error is None
                                  else ItemError(readable(report.error.replace("{file}", files[report.key]))))
         if wave.early and self._art_moved:  # asked before the commit that moved their album's art: ask again

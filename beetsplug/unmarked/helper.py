@@ -10,8 +10,14 @@ in the order they are sent:
   would; the report says what happened to each (written? where is the file?)
   so the engine can finish, fail or undo the item;
 * ``destinations``: ``Item.destination()`` of items given as stored rows
-  and the fields the rules changed (the parent computes the rest of the
-  wave's meanwhile).
+  and the fields the rules changed, in order. The parent takes items from the
+  end of the list for itself when it needs the answer before the helper got
+  there (``Helper.steal``): two counters per request in memory both
+  processes share - how many items the helper has begun, how many it may
+  do - and an item is the parent's once the limit drops below it. Each side
+  writes one counter and reads the other: at worst both compute the same
+  item (the parent's answer is used), never neither; no lock that a killed
+  process could leave held.
 
 Why this keeps the guarantees of a one-process run:
 
@@ -42,6 +48,7 @@ moves have no listeners, so no plugin is skipped: the engine still sends them
 from __future__ import annotations
 
 import ctypes
+import mmap
 import multiprocessing
 import os
 import signal
@@ -70,6 +77,7 @@ if TYPE_CHECKING:
 
 _PR_SET_PDEATHSIG = 1
 STOP_PATIENCE = 60.0  # seconds the engine waits for a stopping helper's reports before killing it
+SLOTS = 64  # destination requests that can be out at once (each has its two counters)
 
 
 @dataclass
@@ -128,13 +136,19 @@ class Helper:
         context = multiprocessing.get_context("fork")
         self._conn, child = context.Pipe()
         self._stop = context.Event()
+        # Per destination request: items the helper has begun, items it may do (shared after the fork).
+        self._memory = mmap.mmap(-1, 2 * SLOTS * 8)
+        counters = memoryview(self._memory).cast("q")
+        self._begun, self._limit = counters[:SLOTS], counters[SLOTS:]
+        self._slot = 0
         shared = claim.share()
         try:
             self._process = context.Process(
                 target=_serve, name="beets-unmarked helper", daemon=True,
                 args=(child, self._stop),
                 kwargs={"lib": lib, "lock_path": claim.path, "shared_fd": shared, "store_path": claim.store_path,
-                        "store_identity": claim.store_identity, "parent": os.getpid(), "id3v23": id3v23})
+                        "store_identity": claim.store_identity, "parent": os.getpid(), "id3v23": id3v23,
+                        "counters": (self._begun, self._limit)})
             self._process.start()
         finally:
             os.close(shared)  # the helper has its copy
@@ -158,8 +172,24 @@ class Helper:
     def send_files(self, tasks: list[FileTask]) -> None:
         self._send("files", tasks)
 
-    def send_destinations(self, rows: list[tuple[int, Any, dict[str, Any]]]) -> None:
-        self._send("destinations", rows)
+    def send_destinations(self, rows: list[tuple[int, Any, dict[str, Any]]]) -> int:
+        """Ask for these items' destinations; returns the request's slot (see ``steal``)."""
+        if self._waiting.count("destinations") >= SLOTS:
+            raise RuntimeError("too many destination requests out")
+        slot, self._slot = self._slot, (self._slot + 1) % SLOTS
+        self._begun[slot], self._limit[slot] = 0, len(rows)  # the helper is done with this slot's last request
+        self._send("destinations", (slot, rows))
+        return slot
+
+    def steal(self, slot: int) -> int | None:
+        """The index of the last item of the request in ``slot`` that the
+        helper has not begun, now the caller's to compute (the helper stops
+        before it); None once the helper has begun every item left to it."""
+        limit = self._limit[slot]
+        if self._begun[slot] >= limit:
+            return None
+        self._limit[slot] = limit - 1
+        return limit - 1
 
     def _send(self, kind: str, payload: Any) -> None:
         try:
@@ -237,7 +267,8 @@ class Helper:
 
 
 def _serve(conn: Connection, stop: Event, *, lib: Library, lock_path: str, shared_fd: int, store_path: str,
-           store_identity: tuple[int, int] | None, parent: int, id3v23: bool) -> None:
+           store_identity: tuple[int, int] | None, parent: int, id3v23: bool,
+           counters: tuple[memoryview, memoryview]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it stops us)
     for signum in (signal.SIGTERM, signal.SIGHUP):  # not a server's handlers (gunicorn's, say): just end
         signal.signal(signum, signal.SIG_DFL)
@@ -270,8 +301,21 @@ def _serve(conn: Connection, stop: Event, *, lib: Library, lock_path: str, share
                 replies.append(_file_work(task, id3v23))
             conn.send(replies)
         else:
-            conn.send([_destination(lib, key, row, changes) for key, row, changes in payload])
+            conn.send(_destinations(lib, counters, *payload))
     os._exit(0)
+
+
+def _destinations(lib: Library, counters: tuple[memoryview, memoryview], slot: int,
+                  rows: list[tuple[int, Any, dict[str, Any]]]) -> list[DestinationDone]:
+    """The destinations of the items in order, up to those the parent took (``Helper.steal``)."""
+    begun, limit = counters
+    done = []
+    for index, (key, row, changes) in enumerate(rows):
+        begun[slot] = index + 1  # first say so, then look whether it is still ours
+        if index >= limit[slot]:
+            break
+        done.append(_destination(lib, key, row, changes))
+    return done
 
 
 def _die_with(parent: int) -> None:
