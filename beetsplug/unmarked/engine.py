@@ -836,7 +836,8 @@ class Engine:
     def _make_dirs(self, dest: bytes) -> None:
         directory = os.path.dirname(dest)
         if directory not in self._made:
-            util.mkdirall(dest)
+            if not os.path.isdir(util.syspath(directory)):  # (there, so are its parents: nothing to make)
+                util.mkdirall(dest)
             self._made.add(directory)
 
     @staticmethod

@@ -107,6 +107,8 @@ def unique_destination(dest: bytes, taken: set[bytes]) -> bytes:
     """beets' ``util.unique_path``, also steering clear of paths promised earlier
     in this batch (two items with the same destination, neither moved yet)."""
     candidate = util.unique_path(dest)
+    if candidate not in taken:
+        return candidate
     base, ext = os.path.splitext(dest)
     number = 0
     while candidate in taken:
