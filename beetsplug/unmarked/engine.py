@@ -653,9 +653,17 @@ class Engine:
         """Where the item's file goes (a name no other file has or is promised),
         or None if it is there already."""
         dest = found if found is not None else self._destination(touch.item)
-        if util.samefile(dest, touch.src):  # (not moved yet: the file is at ``src``)
+        # beets' ``samefile(dest, src)`` (the file, not moved yet, is at
+        # ``src``), then ``unique_path``; both only look further when ``dest``
+        # exists, so one stat answers the usual case: free, and not the file.
+        if dest == touch.src:
             return None
-        dest = unique_destination(dest, batch.taken)
+        if os.path.exists(util.syspath(dest)):
+            if util.samefile(dest, touch.src):
+                return None
+            dest = unique_destination(dest, batch.taken)
+        elif dest in batch.taken:
+            dest = unique_destination(dest, batch.taken)
         batch.taken.add(dest)
         return dest
 
