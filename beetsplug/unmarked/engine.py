@@ -136,6 +136,13 @@ REDO_ATTEMPTS = 2  # an item another writer changed mid-batch is done again from
 # intents journaled in one transaction per kind, then its files are done in
 # order. Waves are sized to end the batch near ``batch_seconds``.
 FIRST_WAVE, MAX_WAVE = 8, 64
+# A rename whose destinations the helper computes takes larger waves: each
+# wave costs a round trip to the helper and a journal transaction, and its
+# files are moved while the next wave is read (with 64, the default batch of
+# 200 was 64 + 64 + 64 + 8: ~8 % slower than 100 + 100 at 5 000 items).
+# Tag writes (process, normalize) keep smaller waves: the batch's last one is
+# waited for at its commit.
+MAX_SHARED_WAVE = 100
 # The helper process (helper.py) takes a run's tag writes and moves, or a
 # share of its destinations, when it has at least this many items and no
 # plugin listens to the events of that work (they would run in the helper).
@@ -440,7 +447,8 @@ class Engine:
             return 1
         if self._per_item is None:
             return FIRST_WAVE
-        return max(1, int(min(MAX_WAVE, left / max(self._per_item, 1e-9))))  # (no time bound: left is inf)
+        most = MAX_SHARED_WAVE if self._helper is not None and not self.op.normalize else MAX_WAVE
+        return max(1, int(min(most, left / max(self._per_item, 1e-9))))  # (no time bound: left is inf)
 
     # --- a wave of items ---------------------------------------------------------
 
