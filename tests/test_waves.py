@@ -12,6 +12,7 @@ from pathlib import Path
 
 from beetsplug.unmarked.engine import FIRST_WAVE
 from beetsplug.unmarked.jobs import JobStore, store_path
+from beetsplug.unmarked.journal import pending
 
 from .audio import make_track, read_tags
 from .consistency import consistent
@@ -56,7 +57,7 @@ def test_a_rename_cancelled_while_a_batch_commits_starts_nothing_after_it(env: L
     with library_write_lock(env):
         run = subprocess.Popen([BEET, "-v", "rename-unmarked"], env={**os.environ, "BEETSDIR": str(env.temp_path)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: len(jobs.pending_moves()) == batch, "the first batch's moves to be journaled")
+        wait_for(lambda: len(pending(jobs)) == batch, "the first batch's moves to be journaled")
         env.beet("unmarked-jobs", "--cancel", "1")
     out, err = run.communicate(timeout=120)
     assert "helper process" in err, err
@@ -64,7 +65,7 @@ def test_a_rename_cancelled_while_a_batch_commits_starts_nothing_after_it(env: L
     assert job["status"] == "cancelled" and job["succeeded"] == job["current"] == batch, (out, err)
     moved = {item_id for item_id in ids if env.item(item_id).path != before[item_id]}
     assert moved == set(ids[:batch]) == set(env.beet_ids("^unmarked:rename"))
-    assert jobs.pending_moves() == []
+    assert pending(jobs) == []
     consistent(env, env.incoming, env.lib_path)
 
 

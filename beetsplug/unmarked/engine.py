@@ -747,7 +747,7 @@ class Engine:
             self._move(item, dest)
         except BaseException as exc:
             with _signals_deferred():
-                where = self._after_failed_move(touch.src, dest)
+                where = self._after_failed_move(touch.src, dest, exc)
                 if where == "dst":  # it moved after all: commit or undo it with the batch
                     set_field(item, "path", dest)
                     touch.moved = True
@@ -873,15 +873,15 @@ class Engine:
         plugins.send("item_moved", item=item, source=source, destination=dest)
         set_field(item, "path", dest)
 
-    def _after_failed_move(self, src: bytes, dst: bytes) -> str | None:
+    def _after_failed_move(self, src: bytes, dst: bytes, exc: BaseException | None = None) -> str | None:
         """Where the file is after a move from ``src`` to ``dst`` raised (or
         was interrupted): ``"src"`` or ``"dst"``, with no partial copy left
         and never both; ``None`` if that could not be made so."""
         try:
-            return where_after_failed_move(src, dst)
-        except OSError as exc:
+            return where_after_failed_move(src, dst, exc)
+        except OSError as problem:
             self.log.warning("could not tell where {} went after an interrupted move: {}",
-                             util.displayable_path(src), exc)
+                             util.displayable_path(src), problem)
             return None
 
     # --- commits --------------------------------------------------------------

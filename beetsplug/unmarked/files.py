@@ -88,6 +88,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from beets import logging, util
+from beets.util import FilesystemError
 from mediafile import MediaFile, UnreadableFileError
 from mutagen import PaddingInfo
 from mutagen._util import FileThing
@@ -436,10 +437,16 @@ def disk_full(exc: BaseException) -> bool:
 # --- moves -----------------------------------------------------------------------
 
 
-def where_after_failed_move(src: bytes, dst: bytes) -> str:
-    """Where the file is after a move from ``src`` to ``dst`` raised (or was
-    interrupted): ``"src"`` or ``"dst"``, with no partial copy left and never
-    both. Raises ``OSError`` when that cannot be made so."""
+def where_after_failed_move(src: bytes, dst: bytes, exc: BaseException | None = None) -> str:
+    """Where the file is after a move from ``src`` to ``dst`` raised ``exc``
+    (or was interrupted): ``"src"`` or ``"dst"``, with no partial copy left
+    and never both. Raises ``OSError`` when that cannot be made so.
+
+    A move refused because ``dst`` exists did nothing: whatever is at ``dst``
+    belongs to another program, even a byte-identical file (a duplicate
+    import's), so it is not taken for our own unfinished copy."""
+    if refused_as_taken(exc):
+        return "src"
     remove_partial_copies(dst)
     at_src, at_dst = os.path.exists(util.syspath(src)), os.path.exists(util.syspath(dst))
     if at_src and at_dst:
@@ -448,6 +455,11 @@ def where_after_failed_move(src: bytes, dst: bytes) -> str:
             os.remove(util.syspath(dst))
         return "src"  # (a different file at dst is not ours)
     return "dst" if at_dst else "src"
+
+
+def refused_as_taken(exc: BaseException | None) -> bool:
+    """beets' ``util.move`` refused before touching anything: ``dst`` exists."""
+    return isinstance(exc, FilesystemError) and exc.reason == "file exists"
 
 
 # --- what a killed process leaves --------------------------------------------------

@@ -349,7 +349,7 @@ def _file_work(task: FileTask, id3v23: bool) -> FileDone:
         except Exception as exc:
             done.move_error = describe(exc, file)
             try:
-                done.where = where_after_failed_move(task.src, task.dest)
+                done.where = where_after_failed_move(task.src, task.dest, exc)
             except OSError:
                 done.where = None
         else:
