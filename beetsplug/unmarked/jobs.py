@@ -80,6 +80,7 @@ ADDED_COLUMNS = {"ids": "BLOB", "resumed": "TEXT", "compacted": "INTEGER NOT NUL
 # The write-ahead log is checkpointed every ~800 KiB and cut back to 1 MiB, so
 # it does not stay at the size of the largest job the store ever saw.
 WAL_PAGES, WAL_LIMIT = 200, 1 << 20
+WAL_SWITCH_SECONDS = 5  # how long to retry switching a file to WAL while another process holds it
 
 # Which ``item`` events a job record lists, by the item's outcome.
 _SKIPPED = "coalesce(json_extract(data, '$.skipped'), 0)"
@@ -132,9 +133,15 @@ class JobStore:
         self._changed = threading.Condition()  # wakes this process's streams on new events
         self.identity: tuple[int, int] | None = None
         with self._errors():
-            db = self._db()
-            db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file only
-            db.executescript(SCHEMA)  # idempotent; executescript commits itself
+            self._db().execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file only
+        # The whole schema in one write transaction: processes opening the store
+        # at once (web workers booting together) take turns, and each sees the
+        # tables, columns and renames the one before it made. Statement by
+        # statement, as executescript would commit in between.
+        with self.transaction() as db:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
             journal.create_table(db)
             have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
             for name, kind in ADDED_COLUMNS.items():
@@ -148,7 +155,11 @@ class JobStore:
         if conn is None or self._local.pid != os.getpid():  # not across fork
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            try:
+                _switch_to_wal(conn)
+            except BaseException:
+                conn.close()
+                raise
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
             conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
@@ -412,6 +423,25 @@ def _inserted(cursor: sqlite3.Cursor) -> int:
     """The rowid of the row an INSERT just made (always set after an INSERT)."""
     assert cursor.lastrowid is not None
     return cursor.lastrowid
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another process holds the
+    file. Switching a file still in rollback mode (a new one, or one from
+    before) reads its header and then upgrades to an exclusive lock to write
+    it; SQLite does not call the busy handler for an upgrade from a read lock
+    (it could deadlock), so the connection's timeout does not cover it and
+    a second process opening the file at that moment gets "database is
+    locked" at once. Once the file is in WAL mode the pragma only reads."""
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _used(db: sqlite3.Connection) -> int:

@@ -55,17 +55,14 @@ class Intent:
 
 def create_table(db: sqlite3.Connection) -> None:
     """Make the table; a store from before this name (table ``moves``, same
-    columns) has its pending intents carried over in the same transaction."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        db.execute(SCHEMA)
-        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'moves'").fetchone():
-            db.execute(f"INSERT INTO intents ({_COLUMNS}) SELECT {_COLUMNS} FROM moves ORDER BY id")
-            db.execute("DROP TABLE moves")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+    columns) has its pending intents carried over. Runs inside the caller's
+    write transaction (``BEGIN IMMEDIATE``, see JobStore), so the copy and
+    the drop commit together, and a process opening the store at the same
+    time finds the table already renamed: the intents are carried over once."""
+    db.execute(SCHEMA)
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'moves'").fetchone():
+        db.execute(f"INSERT INTO intents ({_COLUMNS}) SELECT {_COLUMNS} FROM moves ORDER BY id")
+        db.execute("DROP TABLE moves")
 
 
 def pending(store: JobStore, exclude_job: int | None = None) -> list[Intent]:
