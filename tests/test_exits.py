@@ -498,20 +498,23 @@ def test_resume_continues_the_counters_without_a_new_start(env: LibraryEnv) -> N
 def test_resume_counts_what_the_stopped_run_committed_as_done_not_skipped(env: LibraryEnv) -> None:
     """A worker that exits gracefully (gunicorn HUP, --max-requests) may have
     committed items it had not reported yet; the run resuming the job finds
-    them marked. Marked since the job began: its own, succeeded. Marked
-    before: another run's, skipped."""
+    them marked. Marked while the stopped run held the library (from the
+    job's start to the next job's): its own, succeeded. Marked before, or by
+    a later job: another run's, skipped."""
     ids = [env.add_track(f"t{n:02d}.ogg", {"title": f"Song {n}", "artist": "A"}).id for n in range(6)]
-    began = time.time()
-    for item_id, when in ((ids[0], began - 3600), (ids[1], began + 1), (ids[2], began + 2)):
+    began = time.time() - 60
+    next_job = began + 30
+    for item_id, when in ((ids[0], began - 3600), (ids[1], began + 1), (ids[2], began + 2), (ids[3], next_job + 1)):
         item = env.item(item_id)
         item["renamed"] = when
         item.store()
-    earlier = Summary(total=8, current=2, succeeded=2, status="running", started=began)
+    earlier = Summary(total=8, current=2, succeeded=2, status="running")
     sink = Recorder()
-    summary = engine(env, "rename").run(ids, sink, resume=earlier)
+    summary = engine(env, "rename").run(ids, sink, resume=earlier, own_marks=(began, next_job))
     outcome = {r.item_id: ("skipped" if r.skipped else "done" if r.success else "failed") for _, r in sink.results}
-    assert outcome == {ids[0]: "skipped", **{i: "done" for i in ids[1:]}}
-    assert (summary.current, summary.succeeded, summary.skipped) == (8, 7, 1)
+    assert outcome == {ids[0]: "skipped", ids[1]: "done", ids[2]: "done", ids[3]: "skipped",
+                       ids[4]: "done", ids[5]: "done"}
+    assert (summary.current, summary.succeeded, summary.skipped) == (8, 6, 2)
 
 
 class CtrlCAfterCommit(Engine):

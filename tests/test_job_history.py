@@ -66,3 +66,11 @@ def test_intents_journaled_by_an_older_release_are_settled(env: LibraryEnv) -> N
     with closing(sqlite3.connect(path)) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "moves" not in tables and "intents" in tables
+
+
+@pytest.mark.fast
+def test_a_new_store_gives_freed_pages_back_to_the_file_system(env: LibraryEnv) -> None:
+    """Incremental auto-vacuum is set before WAL writes the new file's header
+    (set after, it silently stays off until the first compaction's VACUUM)."""
+    store = JobStore(str(env.temp_path / "fresh.db"))
+    assert store.rows("PRAGMA auto_vacuum")[0][0] == 2  # INCREMENTAL

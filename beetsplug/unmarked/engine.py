@@ -209,6 +209,7 @@ class Batch:
     albums: set[int] = field(default_factory=set)  # albums whose items moved (art follows)
     pending: Wave | None = None  # begun, to finish before the commit
     versions: set[int] = field(default_factory=set)  # the library's data_version at each read of the batch's rows
+    album_rows: dict[int, Row] = field(default_factory=dict)  # its items' albums, as first read (path formats use them)
     committed: bool = False  # set with the COMMIT (see _in_transaction)
     left_out: set[int] = field(default_factory=set)  # by that commit: items another program changed
 
@@ -251,22 +252,22 @@ class Engine:
         self._handed: dict[int, Handed] = {}  # by the key of its helper task
         self._keys = itertools.count()
         self._found: deque[list[Any]] = deque()  # the helper's destinations, not yet taken by their wave
-        self._done_since: float | None = None  # resuming: the job's start (its own markers are newer)
+        self._own_marks: tuple[float, float] | None = None  # resuming: when the stopped run could mark
         self._ahead: Batch | None = None  # the next batch, its first wave begun while this one commits
         self._art_moved: set[int] = set()  # albums whose art the last commit moved (their ``artpath`` changed)
 
     # --- the run ------------------------------------------------------------
 
     def run(self, ids: Sequence[int], sink: Sink, stop: Callable[[], bool] = lambda: False, *,
-            resume: Summary | None = None) -> Summary:
+            resume: Summary | None = None, own_marks: tuple[float, float] | None = None) -> Summary:
         """Run over ``ids``; the summary says how it ended.
 
         With ``resume``, continue that run: its counters go on (``total`` stays
         as given), ``ids`` are the ones it had not reached, and no ``start`` is
-        sent (the job's stream has it already). Items marked since the job
-        began (``resume.started``) were done by the run it resumes, which
-        committed them but stopped before reporting them: they count as
-        succeeded, not as skipped.
+        sent (the job's stream has it already). Items marked within
+        ``own_marks`` (from the job's start to the next job's, epoch seconds)
+        were done by the run it resumes, which committed them but stopped
+        before reporting them: they count as succeeded, not as skipped.
 
         Every exit leaves files and library in agreement: an error that ends
         the run (library locked or failing, claim lost, job store unreadable)
@@ -280,7 +281,7 @@ class Engine:
         else:
             summary = resume
             summary.error = None
-            self._done_since = resume.started
+            self._own_marks = own_marks
         # Paths expand in any thread; plugins' field getters are worked out once.
         with self.lib.music_dir_context(), plugin_getters_fixed():
             try:
@@ -463,6 +464,10 @@ class Engine:
         with self.lib.transaction() as tx:
             batch.versions.add(_data_version(tx))  # before the rows: a commit in between shows as a change
             rows = _raw_rows(tx, ids)
+            if not self.pretend:
+                albums = {album for row in rows.values()
+                          if (album := _album_id(row)) is not None and album not in batch.album_rows}
+                batch.album_rows.update(_raw_rows(tx, sorted(albums), ALBUM_TABLES))
         outcomes = [self._begin(item_id, rows.get(item_id), batch) for item_id in ids]
         batch.outcomes += outcomes
         live = [touch for touch in outcomes if isinstance(touch, Touch) and touch.result is None]
@@ -508,7 +513,7 @@ class Engine:
         item = _model(self.lib, raw)
         path = item.path
         file = readable(path)
-        if self._done_since is not None and _marked_since(raw[2], self._markers, self._done_since):
+        if self._own_marks is not None and _marked_within(raw[2], self._markers, self._own_marks):
             return ItemResult(item_id, file, file)  # done by the run this one resumes: recorded, never reported
         if not self.force and all(marker in raw[2] for marker in self._markers):  # as ``unmarked:`` selects
             return ItemResult(item_id, file, file, skipped=True, error="already done by another run")
@@ -933,9 +938,12 @@ class Engine:
         def store(tx: Transaction) -> list[Touch]:
             if batch.versions == {_data_version(tx)}:
                 conflicted = []  # no other connection has committed anything since the rows were read
-            else:
+            else:  # an item changed, or its album (its destination may have): done again from the new state
                 current = _raw_rows(tx, [t.id for t in storing])
-                conflicted = [touch for touch in storing if current.get(touch.id) != touch.row]
+                albums_now = _raw_rows(tx, sorted(batch.album_rows), ALBUM_TABLES)
+                changed = {key for key, row in batch.album_rows.items() if albums_now.get(key) != row}
+                conflicted = [touch for touch in storing
+                              if current.get(touch.id) != touch.row or _album_id(touch.row) in changed]
             batch.left_out = {touch.id for touch in conflicted}
             store_many(tx, [touch.item for touch in storing if touch.id not in batch.left_out])
             return conflicted
@@ -1235,11 +1243,16 @@ def _marks(part: Sequence[Any]) -> str:
     return ",".join("?" * len(part))
 
 
-def _raw_rows(tx: Transaction, ids: Sequence[int]) -> dict[int, Row]:
-    """Items as stored, by id (absent: removed)."""
+ITEM_TABLES = ("items", "item_attributes")
+ALBUM_TABLES = ("albums", "album_attributes")
+
+
+def _raw_rows(tx: Transaction, ids: Sequence[int], tables: tuple[str, str] = ITEM_TABLES) -> dict[int, Row]:
+    """Items (or albums, with ``ALBUM_TABLES``) as stored, by id (absent: removed)."""
+    table, attributes = tables
     found: dict[int, Row] = {}
     for part in _parts(ids):
-        rows = tx.query(f"SELECT * FROM items WHERE id IN ({_marks(part)})", part)
+        rows = tx.query(f"SELECT * FROM {table} WHERE id IN ({_marks(part)})", part)
         if not rows:
             continue
         names = tuple(rows[0].keys())
@@ -1247,17 +1260,23 @@ def _raw_rows(tx: Transaction, ids: Sequence[int]) -> dict[int, Row]:
         for row in rows:
             values = tuple(row)
             found[values[at]] = (names, values, {})
-        for row in tx.query(f"SELECT entity_id, key, value FROM item_attributes "
+        for row in tx.query(f"SELECT entity_id, key, value FROM {attributes} "
                             f"WHERE entity_id IN ({_marks(part)})", part):
             if row[0] in found:
                 found[row[0]][2][row[1]] = row[2]
     return found
 
 
-def _marked_since(flex: dict[str, Any], markers: Sequence[str], since: float) -> bool:
-    """Every one of ``markers`` set at or after ``since`` (markers hold epoch times)."""
+def _album_id(row: Row) -> int | None:
+    names, values, _ = row
+    return values[names.index("album_id")]
+
+
+def _marked_within(flex: dict[str, Any], markers: Sequence[str], window: tuple[float, float]) -> bool:
+    """Every one of ``markers`` set within ``window`` (markers hold epoch times)."""
+    start, end = window
     try:
-        return all(marker in flex and float(flex[marker]) >= since for marker in markers)
+        return all(marker in flex and start <= float(flex[marker]) < end for marker in markers)
     except (TypeError, ValueError):  # a marker someone set by hand to something else
         return False
 

@@ -132,8 +132,6 @@ class JobStore:
         self._local = threading.local()
         self._changed = threading.Condition()  # wakes this process's streams on new events
         self.identity: tuple[int, int] | None = None
-        with self._errors():
-            self._db().execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file only
         # The whole schema in one write transaction: processes opening the store
         # at once (web workers booting together) take turns, and each sees the
         # tables, columns and renames the one before it made. Statement by
@@ -153,9 +151,12 @@ class JobStore:
     def _db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():  # not across fork
+            new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             try:
+                if new:  # only before the first table, and before WAL writes the header (older stores: _shrink)
+                    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 _switch_to_wal(conn)
             except BaseException:
                 conn.close()
@@ -376,6 +377,16 @@ class JobStore:
             (job, after, limit),
         )
         return [(row["seq"], row["type"], row["data"]) for row in rows]
+
+    def run_window(self, job: int) -> tuple[float, float]:
+        """From the job's start to the next job's (or forever): while its process
+        held the library, nobody else's job ran, so markers set in that window
+        are its own (a resumed job tells them from other runs' work by this)."""
+        rows = self.rows("SELECT started FROM jobs WHERE id = ?", (job,))
+        later = self.rows("SELECT min(started) AS next FROM jobs WHERE id > ? AND started IS NOT NULL", (job,))
+        start = rows[0]["started"] if rows and rows[0]["started"] is not None else float("inf")
+        end = later[0]["next"] if later and later[0]["next"] is not None else float("inf")
+        return start, end
 
     def position(self, job: int) -> tuple[str, int] | None:
         """(status, last event id) of a job, cheaply: a stream polls it."""

@@ -52,8 +52,6 @@ class Summary:
     skipped: int = 0
     failures: list[ItemResult] = field(default_factory=list)
     error: str | None = None
-    started: float | None = None  # when the job began (epoch): markers set since are its own
-
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], status: str | None = None,
@@ -62,7 +60,7 @@ class Summary:
         for a run that resumes it, or a ``done`` event that ends it."""
         return cls(total=record["total"], status=status or record["status"], current=record["current"],
                    succeeded=record["succeeded"], failed=record["failed"], skipped=record["skipped"],
-                   error=error, started=record["started"])
+                   error=error)
 
     def count(self, result: ItemResult) -> int:
         self.current += 1

@@ -121,7 +121,8 @@ class Job:
         try:
             with stop_signals_raise():
                 return engine.run(remaining, Fanout([JobSink(self.store, self.id, self.op.name), *sinks]),
-                                  stop=lambda: self.store.cancel_requested(self.id), resume=self.resume)
+                                  stop=lambda: self.store.cancel_requested(self.id), resume=self.resume,
+                                  own_marks=self.store.run_window(self.id) if self.resume else None)
         finally:
             self.close()
 
