@@ -53,7 +53,6 @@ import multiprocessing
 import os
 import signal
 import sys
-import time
 from collections import deque
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -154,7 +153,6 @@ class Helper:
             os.close(shared)  # the helper has its copy
             child.close()
         self._waiting: deque[str] = deque()  # kinds of the requests not answered yet
-        self.waited = 0.0  # seconds the parent has waited for replies
 
     @property
     def pid(self) -> int | None:
@@ -207,13 +205,9 @@ class Helper:
             return True  # receive() says what happened
 
     def receive(self) -> tuple[str, list[Any]]:
-        """The next reply (blocks; ``waited`` adds up the time spent waiting);
-        the helper's death is a ``RunAborted``."""
+        """The next reply (blocks); the helper's death is a ``RunAborted``."""
         try:
-            if not self._conn.poll(0):  # a signal may end the wait: nothing is read yet
-                started = time.monotonic()
-                self._conn.poll(None)
-                self.waited += time.monotonic() - started
+            self._conn.poll(None)  # a signal may end the wait: nothing is read yet
             with self._shield():
                 reply = self._conn.recv()
         except (EOFError, OSError) as exc:
