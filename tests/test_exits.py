@@ -32,7 +32,7 @@ from mediafile import MediaFile
 from beetsplug.unmarked.engine import FIRST_WAVE, Engine, Settings
 from beetsplug.unmarked.errors import ClaimLost, StoreError
 from beetsplug.unmarked.jobs import JobStore, store_path
-from beetsplug.unmarked.journal import Journal, pending
+from beetsplug.unmarked.journal import Journal, pending, unreported
 from beetsplug.unmarked.normalize import Rules
 from beetsplug.unmarked.operations import OPERATIONS
 from beetsplug.unmarked.results import ItemResult, Summary
@@ -497,20 +497,21 @@ def test_resume_continues_the_counters_without_a_new_start(env: LibraryEnv) -> N
 @pytest.mark.fast
 def test_resume_counts_what_the_stopped_run_committed_as_done_not_skipped(env: LibraryEnv) -> None:
     """A worker that exits gracefully (gunicorn HUP, --max-requests) may have
-    committed items it had not reported yet; the run resuming the job finds
-    them marked. Marked while the stopped run held the library (from the
-    job's start to the next job's): its own, succeeded. Marked before, or by
-    a later job: another run's, skipped."""
+    committed items it had not reported yet; its journal said which, and with
+    what marker time. The run resuming the job finds them marked with exactly
+    that time: its own, succeeded. Marked at another time (before, by another
+    job, by hand): someone else's, skipped."""
     ids = [env.add_track(f"t{n:02d}.ogg", {"title": f"Song {n}", "artist": "A"}).id for n in range(6)]
-    began = time.time() - 60
-    next_job = began + 30
-    for item_id, when in ((ids[0], began - 3600), (ids[1], began + 1), (ids[2], began + 2), (ids[3], next_job + 1)):
+    committed = time.time() - 60
+    for item_id, when in ((ids[0], committed - 3600), (ids[1], committed), (ids[2], committed),
+                          (ids[3], committed + 30)):
         item = env.item(item_id)
         item["renamed"] = when
         item.store()
     earlier = Summary(total=8, current=2, succeeded=2, status="running")
     sink = Recorder()
-    summary = engine(env, "rename").run(ids, sink, resume=earlier, own_marks=(began, next_job))
+    unreported = {ids[1]: committed, ids[2]: committed, ids[3]: committed}  # ids[3]: marked again since
+    summary = engine(env, "rename").run(ids, sink, resume=earlier, unreported=unreported)
     outcome = {r.item_id: ("skipped" if r.skipped else "done" if r.success else "failed") for _, r in sink.results}
     assert outcome == {ids[0]: "skipped", ids[1]: "done", ids[2]: "done", ids[3]: "skipped",
                        ids[4]: "done", ids[5]: "done"}
@@ -541,3 +542,30 @@ def test_ctrl_c_right_after_the_commit_is_not_called_an_undo(env: LibraryEnv) ->
     assert env.beet_ids("unmarked:rename") == [], "all six recorded as renamed"
     consistent(env, env.incoming, env.lib_path)
 
+
+
+class SeesTheJournalAtReport(Engine):
+    """Looks at the journal the moment a committed batch is about to be reported."""
+
+    seen: list[dict[int, float]]
+
+    def _report(self, batch: Any, summary: Summary, sink: Any) -> None:
+        assert self.journal is not None
+        self.seen.append(unreported(self.journal.store, self.journal.job))
+        super()._report(batch, summary, sink)
+
+
+@pytest.mark.fast
+def test_a_commit_journals_what_it_marks_until_it_is_reported(env: LibraryEnv) -> None:
+    """What a resumed job relies on: between a batch's commit and its report
+    the journal names every item the commit marked, with its marker time;
+    once reported, nothing is left."""
+    ids = [env.add_track(f"t{n:02d}.ogg", {"title": f"Song {n}", "artist": "A"}).id for n in range(5)]
+    run = engine(env, "rename", cls=SeesTheJournalAtReport)
+    assert isinstance(run, SeesTheJournalAtReport)
+    run.seen = []
+    summary = run.run(ids, Recorder())
+    assert summary.succeeded == 5 and len(run.seen) == 1
+    assert sorted(run.seen[0]) == ids
+    assert all(abs(float(env.item(i)["renamed"]) - when) < 0.001 for i, when in run.seen[0].items())
+    assert unreported(JobStore(store_path(env.lib)), 1) == {}

@@ -74,7 +74,7 @@ from .files import (
     write_fields,
     write_tags,
 )
-from .journal import ALBUM, ITEM, TAGS
+from .journal import ALBUM, ITEM, TAGS, UNREPORTED
 from .operations import RENAMED
 from .results import ItemResult, Summary, readable
 from .transaction import LibraryLockedError, atomic, rolled_back, wait_until_writable
@@ -131,6 +131,7 @@ class Settings:
 # Compared whole at commit time; tuples, because a dict of ~100 columns costs
 # ~40 us an item to build from an SQLite row and ~10 to compare.
 Row = tuple[tuple[str, ...], tuple[Any, ...], dict[str, Any]]
+MARK_TOLERANCE = 0.001  # seconds: a marker read back is "the same time" as the one a commit wrote
 REDO_ATTEMPTS = 2  # an item another writer changed mid-batch is done again from its new state, this often
 # A batch is worked in waves: each wave's rows are read in one query and its
 # intents journaled in one transaction per kind, then its files are done in
@@ -212,6 +213,7 @@ class Batch:
     album_rows: dict[int, Row] = field(default_factory=dict)  # its items' albums, as first read (path formats use them)
     committed: bool = False  # set with the COMMIT (see _in_transaction)
     left_out: set[int] = field(default_factory=set)  # by that commit: items another program changed
+    unreported: list[int] = field(default_factory=list)  # journal entries: marked by the commit, not yet reported
 
 
 class Engine:
@@ -252,22 +254,23 @@ class Engine:
         self._handed: dict[int, Handed] = {}  # by the key of its helper task
         self._keys = itertools.count()
         self._found: deque[list[Any]] = deque()  # the helper's destinations, not yet taken by their wave
-        self._own_marks: tuple[float, float] | None = None  # resuming: when the stopped run could mark
+        self._unreported: dict[int, float] = {}  # resuming: items the stopped run marked (and when), unreported
         self._ahead: Batch | None = None  # the next batch, its first wave begun while this one commits
         self._art_moved: set[int] = set()  # albums whose art the last commit moved (their ``artpath`` changed)
 
     # --- the run ------------------------------------------------------------
 
     def run(self, ids: Sequence[int], sink: Sink, stop: Callable[[], bool] = lambda: False, *,
-            resume: Summary | None = None, own_marks: tuple[float, float] | None = None) -> Summary:
+            resume: Summary | None = None, unreported: dict[int, float] | None = None) -> Summary:
         """Run over ``ids``; the summary says how it ended.
 
         With ``resume``, continue that run: its counters go on (``total`` stays
         as given), ``ids`` are the ones it had not reached, and no ``start`` is
-        sent (the job's stream has it already). Items marked within
-        ``own_marks`` (from the job's start to the next job's, epoch seconds)
-        were done by the run it resumes, which committed them but stopped
-        before reporting them: they count as succeeded, not as skipped.
+        sent (the job's stream has it already). ``unreported`` holds what the
+        stopped run's journal said it was committing: items and the exact time
+        their markers were given. An item still marked with that time was done
+        by that run (committed, never reported): it counts as succeeded, not as
+        skipped; marked otherwise, by someone else.
 
         Every exit leaves files and library in agreement: an error that ends
         the run (library locked or failing, claim lost, job store unreadable)
@@ -281,7 +284,7 @@ class Engine:
         else:
             summary = resume
             summary.error = None
-            self._own_marks = own_marks
+            self._unreported = unreported or {}
         # Paths expand in any thread; plugins' field getters are worked out once.
         with self.lib.music_dir_context(), plugin_getters_fixed():
             try:
@@ -513,7 +516,7 @@ class Engine:
         item = _model(self.lib, raw)
         path = item.path
         file = readable(path)
-        if self._own_marks is not None and _marked_within(raw[2], self._markers, self._own_marks):
+        if item_id in self._unreported and _marked_at(raw[2], self._markers, self._unreported[item_id]):
             return ItemResult(item_id, file, file)  # done by the run this one resumes: recorded, never reported
         if not self.force and all(marker in raw[2] for marker in self._markers):  # as ``unmarked:`` selects
             return ItemResult(item_id, file, file, skipped=True, error="already done by another run")
@@ -908,9 +911,7 @@ class Engine:
         for touch in done:
             touch.intents = []
         again = self._settle_conflicts(batch, conflicted, redo)
-        if batch.results:  # reported before the art moves: those items are recorded whatever happens next
-            sink.items([(summary.count(r), r) for r in batch.results], summary)
-            batch.results = []
+        self._report(batch, summary, sink)  # before the art moves: those items are recorded whatever happens next
         self._art_moved = set()
         self._move_art(batch.albums)
         for directory in batch.vacated:
@@ -918,6 +919,17 @@ class Engine:
         if batch.vacated:
             self._made.clear()  # a pruned directory may have been one of them
         return again
+
+    def _report(self, batch: Batch, summary: Summary, sink: Sink) -> None:
+        """Count and report the batch's results once (a signal waits: counted
+        but not reported, or reported twice, would be a lie), then forget the
+        note that its committed items were not reported yet."""
+        with _signals_deferred():
+            results, batch.results = batch.results, []
+            if results:
+                sink.items([(summary.count(r), r) for r in results], summary)
+            self._forget(batch.unreported)
+            batch.unreported = []
 
     def _commit(self, batch: Batch) -> list[Touch]:
         """Store the batch's items and markers in one transaction. An item whose
@@ -934,6 +946,12 @@ class Engine:
                 set_field(touch.item, marker, now)
             if touch.wrote and RENAMED not in touch.markers:
                 self._keep_renamed_honest(touch.item)
+        # Until the batch is reported, the journal says which items it marks and
+        # with which time: a run that resumes this job after the process stopped
+        # in between tells its own committed work from anyone else's by it.
+        if not batch.unreported:
+            batch.unreported = self._intend_many([(UNREPORTED, t.id, b"", repr(now).encode())
+                                                  for t in storing if t.markers])
 
         def store(tx: Transaction) -> list[Touch]:
             if batch.versions == {_data_version(tx)}:
@@ -1060,8 +1078,6 @@ class Engine:
         """Report what a stopped run had not: a committed batch as it was
         recorded (a signal right after its COMMIT), an undone one as failed
         "not recorded" (unless Ctrl-C: its items simply stay for the next run)."""
-        if not batch.results:
-            return
         if batch.committed:
             for touch in batch.touches:
                 if touch.id in batch.left_out and touch.result is not None:
@@ -1073,12 +1089,10 @@ class Engine:
                     result.success, result.dest, result.error = False, None, f"{result.file}: not recorded: {why}"
         else:
             batch.results = []
-            return
         try:
-            sink.items([(summary.count(r), r) for r in batch.results], summary)
+            self._report(batch, summary, sink)
         except Exception:  # the sink may be what failed (the job store)
             self.log.debug("could not report the stopped run's last batch", exc_info=True)
-        batch.results = []
 
     def _why(self, exc: BaseException) -> str:
         if isinstance(exc, LibraryLockedError):
@@ -1272,11 +1286,11 @@ def _album_id(row: Row) -> int | None:
     return values[names.index("album_id")]
 
 
-def _marked_within(flex: dict[str, Any], markers: Sequence[str], window: tuple[float, float]) -> bool:
-    """Every one of ``markers`` set within ``window`` (markers hold epoch times)."""
-    start, end = window
+def _marked_at(flex: dict[str, Any], markers: Sequence[str], when: float) -> bool:
+    """Every one of ``markers`` holds ``when`` (markers hold epoch times; the
+    library keeps them as text of 15 significant digits: ~10 us here)."""
     try:
-        return all(marker in flex and start <= float(flex[marker]) < end for marker in markers)
+        return all(marker in flex and abs(float(flex[marker]) - when) < MARK_TOLERANCE for marker in markers)
     except (TypeError, ValueError):  # a marker someone set by hand to something else
         return False
 

@@ -239,6 +239,7 @@ class JobStore:
                 return
             db.execute("UPDATE jobs SET status = 'interrupted', finished = ?, error = ? WHERE id = ?",
                        (time.time(), error, job))
+            journal.drop_unreported(db, job)
             done = done_event(job, Summary.from_record(row, "interrupted", error), self._failures(db, job))
             self._insert_events(db, row, [done])
         self._notify()
@@ -377,16 +378,6 @@ class JobStore:
             (job, after, limit),
         )
         return [(row["seq"], row["type"], row["data"]) for row in rows]
-
-    def run_window(self, job: int) -> tuple[float, float]:
-        """From the job's start to the next job's (or forever): while its process
-        held the library, nobody else's job ran, so markers set in that window
-        are its own (a resumed job tells them from other runs' work by this)."""
-        rows = self.rows("SELECT started FROM jobs WHERE id = ?", (job,))
-        later = self.rows("SELECT min(started) AS next FROM jobs WHERE id > ? AND started IS NOT NULL", (job,))
-        start = rows[0]["started"] if rows and rows[0]["started"] is not None else float("inf")
-        end = later[0]["next"] if later and later[0]["next"] is not None else float("inf")
-        return start, end
 
     def position(self, job: int) -> tuple[str, int] | None:
         """(status, last event id) of a job, cheaply: a stream polls it."""

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from .jobs import JobStore
 
 ITEM, ALBUM, TAGS = "item", "album", "tags"  # a file move, an album art move, a tag write
+# Not a file change: items a commit marks (``dst``: the marker time, as text),
+# until their events are in the job's record. The repair leaves these: the run
+# that resumes the job reads them (runner.adopt); a job that ends drops them.
+UNREPORTED = "unreported"
 PATH_FIELD = {ITEM: "path", ALBUM: "artpath"}  # the field a move changes, by kind
 
 SCHEMA = """
@@ -69,6 +73,17 @@ def pending(store: JobStore, exclude_job: int | None = None) -> list[Intent]:
     """Every intent not yet forgotten (but ``exclude_job``'s), oldest first."""
     rows = store.rows(f"SELECT id, {_COLUMNS} FROM intents WHERE job IS NOT ? ORDER BY id", (exclude_job,))
     return [Intent(r["id"], r["job"], r["kind"], r["entity"], bytes(r["src"]), bytes(r["dst"])) for r in rows]
+
+
+def unreported(store: JobStore, job: int) -> dict[int, float]:
+    """What ``job``'s stopped run committed and never reported: item -> marker time."""
+    return {i.entity: float(i.dst) for i in pending(store) if i.job == job and i.kind == UNREPORTED}
+
+
+def drop_unreported(db: sqlite3.Connection, job: int) -> None:
+    """Forget ``job``'s UNREPORTED notes (in the caller's transaction): the job
+    has ended, or its resumed run has used them."""
+    db.execute("DELETE FROM intents WHERE job = ? AND kind = ?", (job, UNREPORTED))
 
 
 def forget(store: JobStore, intent_ids: Sequence[int]) -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import confuse
 
+from . import journal
 from .claim import LibraryLock, wait_for
 from .engine import Engine, Settings, Sink
 from .errors import ConfigError, Terminated
@@ -70,11 +71,13 @@ class Job:
 
     def __init__(self, lib: Library, store: JobStore, lock: LibraryLock, job_id: int, op: Operation, *,
                  query: str, force: bool, config: JobConfig, log: BeetsLogger,
-                 ids: Sequence[int] | None = None, resume: Summary | None = None) -> None:
+                 ids: Sequence[int] | None = None, resume: Summary | None = None,
+                 unreported: dict[int, float] | None = None) -> None:
         self.lib, self.store, self.lock, self.id, self.op = lib, store, lock, job_id, op
         self.query, self.force, self.config, self.log = query, force, config, log
         self.ids = list(ids) if ids is not None else store.ids(job_id)
         self.resume = resume
+        self.unreported = unreported  # a resumed job: what its stopped run committed, never reported
 
     def __enter__(self) -> Job:
         return self
@@ -91,6 +94,8 @@ class Job:
             summary = self.store.get(self.id)
             if summary and summary["status"] in ("queued", "running"):
                 end_failed(self.store, self.id, str(exc) if exc else "stopped before it ran")
+            with self.store.transaction() as db:
+                journal.drop_unreported(db, self.id)
             self.store.keep_within(self.config.history_bytes)
         finally:
             self.lock.release()
@@ -122,7 +127,7 @@ class Job:
             with stop_signals_raise():
                 return engine.run(remaining, Fanout([JobSink(self.store, self.id, self.op.name), *sinks]),
                                   stop=lambda: self.store.cancel_requested(self.id), resume=self.resume,
-                                  own_marks=self.store.run_window(self.id) if self.resume else None)
+                                  unreported=self.unreported)
         finally:
             self.close()
 
@@ -249,6 +254,7 @@ def adopt(lib: Library, config: JobConfig, log: BeetsLogger) -> Job | None:
         for other in left[:-1]:  # only one can be resumed; the newest wins
             store.interrupt(other["job"], "superseded by a newer web job")
         job = left[-1]
+        unreported = journal.unreported(store, job["job"])
         store.adopt(job["job"], f"resumed by pid {os.getpid()} on {HOST} at {time.time():.0f} "
                                 f"({repaired} files repaired)")
         log.info("resuming web job {} ({}/{} done) after its process stopped",
@@ -258,7 +264,7 @@ def adopt(lib: Library, config: JobConfig, log: BeetsLogger) -> Job | None:
         raise
     resume = Summary.from_record(job) if job["status"] == "running" else None
     return Job(lib, store, lock, job["job"], get_operation(job["op"]), query=job["query"], force=job["force"],
-               config=config, log=log, resume=resume)
+               config=config, log=log, resume=resume, unreported=unreported)
 
 
 def end_failed(store: JobStore, job_id: int, error: str) -> None:
