@@ -42,7 +42,7 @@ def problems(env: LibraryEnv, *roots: Path) -> dict[str, list[object]]:
         "orphaned or duplicated files": sorted(on_disk - set(paths)),
         "marked renamed, not at destination": [],
         "marked normalized, not normalized": [],
-        "journal entries left": pending(JobStore(store_path(env.lib))),
+        "journal entries left": pending(JobStore(store_path(env.lib)), kinds=None),
     }
     for item in items:
         if item.get("renamed") is not None and item.path != item.destination():

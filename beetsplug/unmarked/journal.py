@@ -29,6 +29,7 @@ ITEM, ALBUM, TAGS = "item", "album", "tags"  # a file move, an album art move, a
 # until their events are in the job's record. The repair leaves these: the run
 # that resumes the job reads them (runner.adopt); a job that ends drops them.
 UNREPORTED = "unreported"
+FILE_CHANGES = (ITEM, ALBUM, TAGS)
 PATH_FIELD = {ITEM: "path", ALBUM: "artpath"}  # the field a move changes, by kind
 
 SCHEMA = """
@@ -69,15 +70,22 @@ def create_table(db: sqlite3.Connection) -> None:
         db.execute("DROP TABLE moves")
 
 
-def pending(store: JobStore, exclude_job: int | None = None) -> list[Intent]:
-    """Every intent not yet forgotten (but ``exclude_job``'s), oldest first."""
-    rows = store.rows(f"SELECT id, {_COLUMNS} FROM intents WHERE job IS NOT ? ORDER BY id", (exclude_job,))
+def pending(store: JobStore, exclude_job: int | None = None,
+            kinds: Sequence[str] | None = FILE_CHANGES) -> list[Intent]:
+    """Intents not yet forgotten (but ``exclude_job``'s), oldest first: the
+    file changes, or those of ``kinds`` (None: every kind)."""
+    where = "job IS NOT ?"
+    args: list[object] = [exclude_job]
+    if kinds is not None:
+        where += f" AND kind IN ({', '.join('?' * len(kinds))})"
+        args += kinds
+    rows = store.rows(f"SELECT id, {_COLUMNS} FROM intents WHERE {where} ORDER BY id", args)
     return [Intent(r["id"], r["job"], r["kind"], r["entity"], bytes(r["src"]), bytes(r["dst"])) for r in rows]
 
 
 def unreported(store: JobStore, job: int) -> dict[int, float]:
     """What ``job``'s stopped run committed and never reported: item -> marker time."""
-    return {i.entity: float(i.dst) for i in pending(store) if i.job == job and i.kind == UNREPORTED}
+    return {i.entity: float(i.dst) for i in pending(store, kinds=[UNREPORTED]) if i.job == job}
 
 
 def drop_unreported(db: sqlite3.Connection, job: int) -> None:

@@ -44,7 +44,7 @@ def _quiet(msg: str, *args: Any) -> None:
 
 def reconcile(lib: Library, store: JobStore, *, exclude_job: int | None = None, log: Log | None = None) -> int:
     """Settle the intents of dead jobs. Returns how many items or albums were repaired."""
-    intents = [i for i in journal.pending(store, exclude_job) if i.kind != journal.UNREPORTED]
+    intents = journal.pending(store, exclude_job)  # file changes only: UNREPORTED notes are the resumer's
     if not intents:
         return 0
     log = log or _quiet
