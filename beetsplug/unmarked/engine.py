@@ -23,9 +23,12 @@ helper then, so the second core works through the commit (no file of that
 wave is touched, nor anything journaled, before the commit).
 
 Files and library agree at every exit. Each item is read from the library
-just before its file work; the commit compares its row with what was read
-and leaves out items another program changed meanwhile: their files are put
-back in line with the library and they are done again from the new state.
+just before its file work; the commit compares its row, and its album's row
+(path formats read album fields), with what was read and leaves out items
+another program changed meanwhile: their files are put back in line with the
+library and they are done again from the new state. Until a committed batch
+is reported, the journal names the items it marked and their marker time, so
+a run resuming the job after a stop counts exactly those as its own.
 A run that cannot commit (library locked past the retries or failing, claim
 lost, job store unusable, Ctrl-C) puts its uncommitted batch back on disk -
 files moved back, tags rewritten from the library - before it stops, and
