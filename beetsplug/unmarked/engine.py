@@ -68,8 +68,9 @@ from .beets_compat import (
     set_field,
     store_many,
 )
-from .errors import ClaimLost, RunAborted, Terminated
+from .errors import Cancelled, ClaimLost, RunAborted, Terminated
 from .files import (
+    put_back_fields,
     remove_partial_copies,
     remove_stale_temps,
     unique_destination,
@@ -77,7 +78,7 @@ from .files import (
     write_fields,
     write_tags,
 )
-from .journal import ALBUM, ITEM, TAGS, UNREPORTED
+from .journal import ALBUM, ITEM, UNREPORTED, tags_entry
 from .operations import RENAMED
 from .results import ItemResult, Summary, readable
 from .transaction import LibraryLockedError, atomic, rolled_back, wait_until_writable
@@ -260,6 +261,8 @@ class Engine:
         self._unreported: dict[int, float] = {}  # resuming: items the stopped run marked (and when), unreported
         self._ahead: Batch | None = None  # the next batch, its first wave begun while this one commits
         self._art_moved: set[int] = set()  # albums whose art the last commit moved (their ``artpath`` changed)
+        self._stop: Callable[[], bool] = lambda: False  # the run's: asked while a wait on the helper is long
+        self._reported: Counter[int] = Counter()  # item id -> outcomes reported (exactly one each, see _account)
 
     # --- the run ------------------------------------------------------------
 
@@ -281,6 +284,7 @@ class Engine:
         ``error`` says what happened to it. Ctrl-C (and any other
         ``BaseException``) is re-raised after ``done``.
         """
+        self._stop = stop
         if resume is None:
             summary = Summary(total=len(ids))
             sink.start(len(ids))
@@ -299,6 +303,10 @@ class Engine:
                     if self._run_chunk(chunk, later, summary, sink, stop):
                         summary.status = "cancelled"
                         break
+                else:
+                    if self._ahead is not None:  # begun while the last batch committed: its items are the last
+                        self._run_chunk(deque(), deque(), summary, sink, stop)
+                self._account(ids, summary)
             except BaseException as exc:
                 with _signals_deferred():  # a second Ctrl-C must not cut the undo short
                     self._abort(exc, summary, sink)
@@ -310,6 +318,28 @@ class Engine:
                 self._end_helper()
         sink.done(summary)
         return summary
+
+    def _account(self, ids: Sequence[int], summary: Summary) -> None:
+        """Every selected item has exactly one outcome: a run that cannot say
+        what happened to an item is not "completed" - it fails, naming them.
+        A cancelled run leaves the items it did not reach unmarked (the
+        summary's ``current`` stops short of ``total``)."""
+        missing = [item_id for item_id in ids if self._reported[item_id] == 0]
+        twice = sorted(item_id for item_id, count in self._reported.items() if count > 1)
+        strays = sorted(set(self._reported) - set(ids))
+        if summary.status == "cancelled" or not (missing or twice or strays):
+            return
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} of the {len(ids)} selected items got no outcome "
+                            f"(ids {_few(missing)}); they stay unmarked")
+        if twice:
+            problems.append(f"{len(twice)} items were reported twice (ids {_few(twice)})")
+        if strays:
+            problems.append(f"{len(strays)} items were reported that were not selected (ids {_few(strays)})")
+        summary.status = "failed"
+        summary.error = "the run could not account for every item: " + "; ".join(problems)
+        self.log.error("{}", summary.error)
 
     # --- the helper process ---------------------------------------------------
 
@@ -331,7 +361,7 @@ class Engine:
 
     def _receive(self) -> tuple[str, list[Any]]:
         assert self._helper is not None
-        return self._helper.receive()
+        return self._helper.receive(cancelled=self._stop)
 
     def _drain(self, open_at_most: int = 0) -> None:
         """Settle the helper's reports until at most ``open_at_most`` requests are open."""
@@ -597,7 +627,7 @@ class Engine:
         library (by the undo, or by the next run's repair)."""
         if not touches:
             return
-        intents = self._intend_many([(TAGS, t.id, t.item.path, t.item.path) for t in touches])
+        intents = self._intend_many([tags_entry(t.id, t.item.path, self._media_changes(t.changes)) for t in touches])
         for touch, intent in zip(touches, intents):
             touch.intents.append(intent)
         for touch, intent in zip(touches, intents):
@@ -613,6 +643,10 @@ class Engine:
                 self._forget([intent])
                 touch.intents.remove(intent)
                 self._fail(touch, exc)
+
+    def _media_changes(self, changes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """The changes that reach the file (fields mediafile writes): what a tag write's intent records."""
+        return {key: change for key, change in changes.items() if key in self._media_fields}
 
     def _tags(self, item: Item, changes: dict[str, list[Any]]) -> dict[str, Any]:
         """The changed fields ``Item.write`` writes, with their new values."""
@@ -803,7 +837,7 @@ class Engine:
         self.guard()
         # The files are where they were read (``src`` is ``item.path`` until a move is reported).
         entries = [entry for h in plans for entry in (
-            [(TAGS, h.touch.id, h.touch.src, h.touch.src)] if h.tags else []) + (
+            [tags_entry(h.touch.id, h.touch.src, self._media_changes(h.touch.changes))] if h.tags else []) + (
             [(ITEM, h.touch.id, h.touch.src, h.dest)] if h.dest is not None else [])]
         intents = iter(self._intend_many(entries))
         tasks = []
@@ -929,6 +963,7 @@ class Engine:
         note that its committed items were not reported yet."""
         with _signals_deferred():
             results, batch.results = batch.results, []
+            self._reported.update(result.item_id for result in results)
             if results:
                 sink.items([(summary.count(r), r) for r in results], summary)
             self._forget(batch.unreported)
@@ -1051,7 +1086,7 @@ class Engine:
         if not batch.committed:
             batch.results = _known(batch.outcomes)
         why = self._why(exc)
-        summary.status = ("cancelled" if isinstance(exc, KeyboardInterrupt)
+        summary.status = ("cancelled" if isinstance(exc, (KeyboardInterrupt, Cancelled))
                           else "failed" if isinstance(exc, Exception) else "interrupted")
         self.log.debug("the run stops: {}", why, exc_info=True)  # the summary's error tells the user
         if self.pretend:
@@ -1152,8 +1187,8 @@ class Engine:
             for place in {touch.src, item.path}:  # a helper killed mid-write leaves its temp copy
                 remove_stale_temps(place)
             model = fresh if fresh is not None else _model(self.lib, touch.row)
-            model.path = item.path
-            write_tags(model)
+            changes = self._media_changes(touch.changes)
+            put_back_fields(item.path, changes, {key: model.get(key) for key in changes}, self._id3v23)
             touch.wrote = False
 
     def _move_back(self, touch: Touch) -> None:
@@ -1244,6 +1279,10 @@ class Engine:
                 self._forget([intent])
             except Exception as exc:  # the intent stays: the next run's repair settles it
                 self.log.warning("album art {} could not be moved back: {}", util.displayable_path(dst), exc)
+
+
+def _few(ids: Sequence[int], shown: int = 10) -> str:
+    return ", ".join(map(str, ids[:shown])) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 def _exists(path: bytes) -> bool:

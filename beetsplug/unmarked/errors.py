@@ -26,6 +26,12 @@ class StoreError(RunAborted):
     """The job store (jobs, events, the journal) cannot be read or written."""
 
 
+class Cancelled(RunAborted):
+    """A cancel was asked for while the run waited on work it cannot finish
+    quickly (a helper that does not answer): the batch is put back instead of
+    committed, and the run ends ``cancelled``."""
+
+
 class ConfigError(UserError):
     """A setting of the ``unmarked:`` section is invalid; raised before any claim."""
 

@@ -97,7 +97,7 @@ from .beets_compat import ReadError, WriteError, partial_copy_pattern
 from .claim import file_identity
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from beets.library import Item
 
@@ -208,6 +208,36 @@ def write_fields(path: bytes, tags: Mapping[str, Any], id3v23: bool) -> Route:
     finally:
         _CURRENT.reset(token)
     return write.route
+
+
+def put_back_fields(path: bytes, changes: Mapping[str, Sequence[Any]], wanted: Mapping[str, Any],
+                    id3v23: bool) -> list[str]:
+    """Take back a tag write of ``changes`` (``{field: [old, new]}``, as its
+    plan and its journal entry have them) and nothing else: each of those
+    fields that the file still holds the new value of gets ``wanted[field]``
+    (the library's value now: the old one, unless the write was recorded);
+    a field the file holds another value of (the write never reached it, or
+    someone wrote it since) and every other tag of the file - what taggers
+    and players wrote there, which the library may not hold - stay as they
+    are. Returns the fields written (untearably, as ``write_fields``)."""
+    target = util.syspath(path)
+    try:
+        mediafile = MediaFile(target, id3v23=id3v23)
+    except UnreadableFileError as exc:
+        raise ReadError(path, exc) from exc
+    back = {}
+    for field, (old, new) in changes.items():
+        value = wanted.get(field, old)
+        if _same(getattr(mediafile, field, None), new) and not _same(value, new):
+            back[field] = value
+    if back:
+        write_fields(path, back, id3v23)
+    return sorted(back)
+
+
+def _same(held: Any, value: Any) -> bool:
+    """A tag as mediafile reads it is the value written (an empty tag reads as None)."""
+    return held == value or (held in (None, "") and value in (None, ""))
 
 
 def _update(mediafile: MediaFile, tags: Mapping[str, Any]) -> None:

@@ -53,6 +53,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from collections import deque
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ from beets import util
 from beets.util import FilesystemError
 
 from .beets_compat import FileOperationError, reopen_after_fork
-from .errors import ClaimLost, RunAborted
+from .errors import Cancelled, ClaimLost, RunAborted
 from .files import where_after_failed_move, write_fields
 
 if TYPE_CHECKING:
@@ -75,8 +76,15 @@ if TYPE_CHECKING:
     from .claim import LibraryLock
 
 _PR_SET_PDEATHSIG = 1
-STOP_PATIENCE = 60.0  # seconds the engine waits for a stopping helper's reports before killing it
+# Liveness: the parent never waits on the helper without bounds. While it
+# waits for a reply it looks at the helper every POLL seconds:
+STOP_PATIENCE = 1.5  # a stopping helper's reports (Ctrl-C, cancel, an error): then it is killed
+STOPPED_AFTER = 3.0  # stopped (SIGSTOP, a debugger) this long: the run ends, naming it
+WEDGED_AFTER = 30.0  # running, but no file or destination finished in this long: likewise
+CANCEL_AFTER = 1.0  # a wait this long also asks whether the run was cancelled
+POLL = 0.1
 SLOTS = 64  # destination requests that can be out at once (each has its two counters)
+BEAT = 2 * SLOTS  # the counter of finished tasks (the helper's heartbeat), after the slots' counters
 
 
 @dataclass
@@ -136,9 +144,9 @@ class Helper:
         self._conn, child = context.Pipe()
         self._stop = context.Event()
         # Per destination request: items the helper has begun, items it may do (shared after the fork).
-        self._memory = mmap.mmap(-1, 2 * SLOTS * 8)
+        self._memory = mmap.mmap(-1, (2 * SLOTS + 1) * 8)
         counters = memoryview(self._memory).cast("q")
-        self._begun, self._limit = counters[:SLOTS], counters[SLOTS:]
+        self._begun, self._limit, self._beat = counters[:SLOTS], counters[SLOTS:BEAT], counters[BEAT:]
         self._slot = 0
         shared = claim.share()
         try:
@@ -147,7 +155,7 @@ class Helper:
                 args=(child, self._stop),
                 kwargs={"lib": lib, "lock_path": claim.path, "shared_fd": shared, "store_path": claim.store_path,
                         "store_identity": claim.store_identity, "parent": os.getpid(), "id3v23": id3v23,
-                        "counters": (self._begun, self._limit)})
+                        "counters": (self._begun, self._limit), "beat": self._beat})
             self._process.start()
         finally:
             os.close(shared)  # the helper has its copy
@@ -197,22 +205,42 @@ class Helper:
             raise self._gone() from exc
         self._waiting.append(kind)
 
-    def ready(self) -> bool:
-        """A reply is waiting."""
+    def receive(self, cancelled: Callable[[], bool] = lambda: False) -> tuple[str, list[Any]]:
+        """The next reply. Waits as long as the helper makes progress; its
+        death, a stop (SIGSTOP) of ``STOPPED_AFTER`` seconds, or no task
+        finished in ``WEDGED_AFTER`` is a ``RunAborted``; so is ``cancelled()``
+        once a wait has lasted ``CANCEL_AFTER`` (a ``Cancelled``). Ctrl-C ends
+        the wait at once (nothing is read yet)."""
         try:
-            return self._conn.poll(0)
-        except (OSError, ValueError):
-            return True  # receive() says what happened
-
-    def receive(self) -> tuple[str, list[Any]]:
-        """The next reply (blocks); the helper's death is a ``RunAborted``."""
-        try:
-            self._conn.poll(None)  # a signal may end the wait: nothing is read yet
+            self._wait(cancelled)
             with self._shield():
                 reply = self._conn.recv()
         except (EOFError, OSError) as exc:
             raise self._gone() from exc
         return self._waiting.popleft(), reply
+
+    def _wait(self, cancelled: Callable[[], bool]) -> None:
+        began = progressed = time.monotonic()
+        beat, stopped_since = self._beat[0], None
+        while not self._conn.poll(POLL):
+            now = time.monotonic()
+            if self._beat[0] != beat:
+                beat, progressed = self._beat[0], now
+            state = process_state(self._process.pid)
+            if state is None or state in "ZX":
+                raise self._gone()
+            stopped_since = (stopped_since or now) if state in "Tt" else None
+            if stopped_since is not None and now - stopped_since >= STOPPED_AFTER:
+                raise self._stuck(f"it has been stopped (state {state}: SIGSTOP or a debugger) "
+                                  f"for {STOPPED_AFTER:g} s")
+            if now - progressed >= WEDGED_AFTER:
+                raise self._stuck(f"it finished no file in {WEDGED_AFTER:g} s (state {state})")
+            if now - began >= CANCEL_AFTER and cancelled():
+                raise Cancelled("cancelled while the run's helper process was busy")
+
+    def _stuck(self, why: str) -> RunAborted:
+        self._waiting.clear()
+        return RunAborted(f"the run's helper process stopped responding: {why}; it was ended")
 
     def _gone(self) -> RunAborted:
         self._process.join(1)
@@ -223,16 +251,21 @@ class Helper:
 
     def stop(self) -> list[tuple[str, list[Any]]] | None:
         """Stop after the item in hand; the replies to everything sent (items
-        not tried are ``skipped``), or None if the helper did not answer (it
-        is killed then, and what it did is unknown)."""
+        not tried are ``skipped``), or None if the helper did not answer
+        within ``STOP_PATIENCE`` or is stopped (it is killed then, and what it
+        did is unknown: the engine's undo finds out from the files)."""
         self._stop.set()
         replies: list[tuple[str, list[Any]]] = []
+        deadline = time.monotonic() + STOP_PATIENCE
         try:
             while self._waiting:
-                if not self._conn.poll(STOP_PATIENCE):
-                    raise TimeoutError
-                replies.append(self.receive())
-        except Exception:  # dead, stuck, or a reply that cannot be read
+                while not self._conn.poll(POLL):
+                    state = process_state(self._process.pid)
+                    if state is None or state in "ZXTt" or time.monotonic() >= deadline:
+                        raise TimeoutError
+                with self._shield():
+                    replies.append((self._waiting.popleft(), self._conn.recv()))
+        except Exception:  # dead, stopped, stuck, or a reply that cannot be read
             self.kill()
             return None
         self.close()
@@ -252,9 +285,18 @@ class Helper:
 
     def kill(self) -> None:
         if self._process.is_alive():
-            self._process.kill()
+            self._process.kill()  # (SIGKILL ends a stopped process too)
         self._process.join()
         self._conn.close()
+
+
+def process_state(pid: int | None) -> str | None:
+    """The kernel's one-letter state of a process (R, S, D, T, t, Z, ...), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return None
 
 
 # --- the helper's side -----------------------------------------------------------
@@ -262,7 +304,7 @@ class Helper:
 
 def _serve(conn: Connection, stop: Event, *, lib: Library, lock_path: str, shared_fd: int, store_path: str,
            store_identity: tuple[int, int] | None, parent: int, id3v23: bool,
-           counters: tuple[memoryview, memoryview]) -> None:
+           counters: tuple[memoryview, memoryview], beat: memoryview) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it stops us)
     for signum in (signal.SIGTERM, signal.SIGHUP):  # not a server's handlers (gunicorn's, say): just end
         signal.signal(signum, signal.SIG_DFL)
@@ -293,9 +335,11 @@ def _serve(conn: Connection, stop: Event, *, lib: Library, lock_path: str, share
                     replies.append(FileDone(task.key, lost=lost))
                     continue
                 replies.append(_file_work(task, id3v23))
+                beat[0] += 1  # (only this process writes it)
             conn.send(replies)
         else:
             conn.send(_destinations(lib, counters, *payload))
+            beat[0] += 1
     os._exit(0)
 
 

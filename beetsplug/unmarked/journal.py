@@ -15,8 +15,9 @@ process (the failure this is for).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import sqlite3
@@ -48,7 +49,8 @@ _COLUMNS = "job, kind, entity, src, dst"
 @dataclass(frozen=True)
 class Intent:
     """One file change about to happen: ``kind`` says which (ITEM, ALBUM or
-    TAGS), ``entity`` is the item or album id; a tag write has src == dst."""
+    TAGS), ``entity`` is the item or album id. A tag write's ``src`` is the
+    file and its ``dst`` the fields it changes (``tag_changes``)."""
 
     id: int
     job: int
@@ -56,6 +58,26 @@ class Intent:
     entity: int
     src: bytes
     dst: bytes
+
+    @property
+    def tag_changes(self) -> dict[str, list[Any]] | None:
+        """A tag write's fields, ``{field: [old, new]}`` as its plan has them;
+        None for one journaled by a release that did not record them (its
+        ``dst`` is the file again)."""
+        if self.kind != TAGS or self.dst == self.src:
+            return None
+        try:
+            changes = json.loads(self.dst)
+        except ValueError:
+            return None
+        return changes if isinstance(changes, dict) else None
+
+
+def tags_entry(entity: int, path: bytes, changes: dict[str, list[Any]]) -> tuple[str, int, bytes, bytes]:
+    """The journal entry of a tag write of ``changes`` (``{field: [old, new]}``)
+    to the file at ``path``: what an undo or a repair needs to put back
+    exactly those fields, and no other tag of the file."""
+    return TAGS, entity, path, json.dumps(changes, ensure_ascii=False, default=str).encode()
 
 
 def create_table(db: sqlite3.Connection) -> None:

@@ -26,7 +26,7 @@ from beets import util
 
 from . import journal
 from .beets_compat import music_dir
-from .files import remove_partial_copies, remove_stale_temps, write_tags
+from .files import put_back_fields, remove_partial_copies, remove_stale_temps, write_tags
 from .transaction import atomic
 
 if TYPE_CHECKING:
@@ -125,12 +125,17 @@ def _rewrite_tags(lib: Library, intents: list[Intent], log: Log) -> int:
             continue
         if item is None:
             continue  # removed from the library since: nothing to restore
+        changes = intent.tag_changes
         try:
-            write_tags(item)
+            if changes is None:  # journaled by an older release, without its fields: beets' whole write
+                write_tags(item)
+            elif not put_back_fields(item.path, changes, {key: item.get(key) for key in changes},
+                                     beets.config["id3v23"].get(bool)):
+                continue  # the file holds none of the write's values: never reached, or recorded
         except Exception as exc:  # gone, unreadable, unwritable: report, set aside, go on
             _set_aside(log, intent, item.path, "restoring the tags", exc)
             continue
         count += 1
         log("item {}: tags written before an interrupted run ended were not recorded; "
-            "{} rewritten from the library", item.id, util.displayable_path(item.path))
+            "{} has the fields it changed put back from the library", item.id, util.displayable_path(item.path))
     return count
