@@ -75,13 +75,12 @@ from .files import (
     remove_stale_temps,
     unique_destination,
     where_after_failed_move,
-    write_fields,
-    write_tags,
 )
 from .journal import ALBUM, ITEM, UNREPORTED, tags_entry
 from .operations import RENAMED
 from .results import ItemResult, Summary, readable
 from .transaction import LibraryLockedError, atomic, rolled_back, wait_until_writable
+from .workers import FileDone, FileTask, InProcess, Reply, Worker
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -254,7 +253,8 @@ class Engine:
         # The claim (its lock is shared with the helper process, which checks
         # it like ``guard`` before each file); without one, no helper.
         self.claim = claim
-        self._helper: helpers.Helper | None = None
+        self._helper: helpers.Helper | None = None  # the helper process, if the run has one (its worker)
+        self._worker: Worker | None = None  # who does the file work: the helper, or this process
         self._handed: dict[int, Handed] = {}  # by the key of its helper task
         self._keys = itertools.count()
         self._found: deque[list[Any]] = deque()  # the helper's destinations, not yet taken by their wave
@@ -296,7 +296,7 @@ class Engine:
         with self.lib.music_dir_context(), plugin_getters_fixed():
             try:
                 summary.status = "completed"
-                self._start_helper(len(ids))
+                self._start_worker(len(ids))
                 chunks = [deque(chunk) for chunk in _chunks(ids, self.settings.batch_size)]
                 for number, chunk in enumerate(chunks):
                     later = chunks[number + 1] if number + 1 < len(chunks) else deque()
@@ -304,8 +304,9 @@ class Engine:
                         summary.status = "cancelled"
                         break
                 else:
-                    if self._ahead is not None:  # begun while the last batch committed: its items are the last
-                        self._run_chunk(deque(), deque(), summary, sink, stop)
+                    # begun while the last batch committed: its items are the last
+                    if self._ahead is not None and self._run_chunk(deque(), deque(), summary, sink, stop):
+                        summary.status = "cancelled"
                 self._account(ids, summary)
             except BaseException as exc:
                 with _signals_deferred():  # a second Ctrl-C must not cut the undo short
@@ -315,7 +316,7 @@ class Engine:
                     return summary
                 raise
             finally:
-                self._end_helper()
+                self._end_worker()
         sink.done(summary)
         return summary
 
@@ -343,35 +344,40 @@ class Engine:
 
     # --- the helper process ---------------------------------------------------
 
-    def _start_helper(self, count: int) -> None:
-        """Fork the helper if this run can use one (see helper.py)."""
-        if (self.pretend or count < HELPER_MIN_ITEMS or not helpers.available(self.claim)
+    def _start_worker(self, count: int) -> None:
+        """The run's worker: the helper process if this run can use one (see
+        helper.py), else this process. A pretend run hands nothing out."""
+        if self.pretend:
+            return
+        if (count < HELPER_MIN_ITEMS or not helpers.available(self.claim)
                 or any(listens(event) for event in HANDED_EVENTS)):
+            self._worker = InProcess(self.guard, self._id3v23)
             return
         assert self.claim is not None
         self.guard()
         self._helper = helpers.Helper(self.lib, self.claim, self._id3v23, shield=_signals_deferred)
+        self._worker = self._helper
         self.log.debug("helper process {} takes this run's {}", self._helper.pid,
-                       "tag writes and moves" if self.op.normalize else "share of destinations")
+                       "tag writes and moves" if self.op.normalize else "file work and a share of destinations")
 
-    def _end_helper(self) -> None:
-        if self._helper is not None:
-            self._helper.close()
-            self._helper = None
+    def _end_worker(self) -> None:
+        worker, self._worker, self._helper = self._worker, None, None
+        if worker is not None:
+            worker.close()
 
-    def _receive(self) -> tuple[str, list[Any]]:
-        assert self._helper is not None
-        return self._helper.receive(cancelled=self._stop)
+    def _receive(self) -> Reply:
+        assert self._worker is not None
+        return self._worker.receive(cancelled=self._stop)
 
     def _drain(self, open_at_most: int = 0) -> None:
         """Settle the helper's reports until at most ``open_at_most`` requests are open."""
-        while self._helper is not None and self._helper.busy > open_at_most:
+        while self._worker is not None and self._worker.busy > open_at_most:
             self._settle(*self._receive())
 
     def _drain_files(self) -> None:
         """Settle the helper's reports until no file work is out (a request
         for destinations sent after the last one may stay open)."""
-        while self._helper is not None and self._helper.awaits("files"):
+        while self._worker is not None and self._worker.awaits("files"):
             self._settle(*self._receive())
 
     def _settle(self, kind: str, reports: list[Any], stopping: bool = False) -> None:
@@ -385,14 +391,15 @@ class Engine:
         if lost is not None and not stopping:
             raise ClaimLost(lost)
 
-    def _stop_helper(self) -> None:
-        """The run is ending early: the helper stops after the item in hand and
-        reports; the undo then knows what was done. Unanswered: it is killed,
-        and the handed-out items count as maybe written, maybe moved."""
-        helper, self._helper = self._helper, None
-        if helper is None:
+    def _stop_worker(self) -> None:
+        """The run is ending early: the worker stops after the item in hand and
+        reports; the undo then knows what was done. Unanswered (a helper killed,
+        a task cut by Ctrl-C): the handed-out items count as maybe written,
+        maybe moved, and the undo finds out from the files."""
+        worker, self._worker, self._helper = self._worker, None, None
+        if worker is None:
             return
-        replies = helper.stop()
+        replies = worker.stop()
         for kind, reports in replies or []:
             self._settle(kind, reports, stopping=True)
         for handed in self._handed.values():  # never answered: the undo finds out
@@ -435,7 +442,8 @@ class Engine:
                         batch.pending = wave
                     else:
                         self._finish_wave(wave, batch)
-                    self._drain(open_at_most=2)  # the helper stays at most two requests behind
+                    # the helper stays at most two requests behind; this process's reports are settled at once
+                    self._drain(open_at_most=2 if self._helper is not None else 0)
                     spent = (time.monotonic() - started) / len(ids_now)
                     self._per_item = spent if self._per_item is None else 0.7 * self._per_item + 0.3 * spent
                     if time.monotonic() - batch.started >= self.settings.batch_seconds:
@@ -519,23 +527,29 @@ class Engine:
         return wave
 
     def _finish_wave(self, wave: Wave, batch: Batch) -> None:
-        """Write the wave's tags, move its files, each step journaled for the
-        whole wave at once before its first file changes - here, or by the
-        helper, which then does every file of the run (one write at a time).
-        An item's trouble is its own; anything that ends the run (claim lost,
-        journal or library unusable) propagates, and the batch's touches say
-        what to undo."""
-        live = wave.touches
-        if self._helper is not None:  # every file of the run is the helper's: one write at a time
-            self._hand_out(live, batch, self._destinations_found(wave) if wave.asked else {})
-            return
-        if not self.pretend:
-            self._write_all([touch for touch in live if touch.changes])
-        if self.op.rename:
-            self._rename_all([touch for touch in live if touch.result is None], batch)
-        for touch in live:
-            if touch.result is None:
-                self._succeed(touch)
+        """Hand the wave's file work to the worker: every tag write and move
+        journaled for the whole wave at once before its first file changes
+        (``_hand_out``). An item's trouble is its own; anything that ends the
+        run (claim lost, journal or library unusable) propagates, and the
+        batch's touches say what to undo."""
+        if self.pretend:
+            self._pretend(wave.touches, batch)
+        else:
+            self._hand_out(wave.touches, batch, self._destinations_found(wave) if wave.asked else {})
+
+    def _pretend(self, touches: Sequence[Touch], batch: Batch) -> None:
+        """--pretend: the item as the run would leave it, no file touched."""
+        for touch in touches:
+            try:
+                dest = self._place(touch, batch) if self.op.rename else None
+            except (RunAborted, sqlite3.Error):
+                raise
+            except Exception as exc:
+                self._fail(touch, exc)
+                continue
+            if dest is not None:
+                set_field(touch.item, "path", dest)
+            self._succeed(touch)
 
     def _finish_pending(self, batch: Batch) -> None:
         wave, batch.pending = batch.pending, None
@@ -621,50 +635,20 @@ class Engine:
         assert self.journal is not None
         return self.journal.intend_many(entries)
 
-    def _write_all(self, touches: Sequence[Touch]) -> None:
-        """Write the wave's changed tags, journaled first (one transaction for
-        the wave): if the batch never commits, the files are rewritten from the
-        library (by the undo, or by the next run's repair)."""
-        if not touches:
-            return
-        intents = self._intend_many([tags_entry(t.id, t.item.path, self._media_changes(t.changes)) for t in touches])
-        for touch, intent in zip(touches, intents):
-            touch.intents.append(intent)
-        for touch, intent in zip(touches, intents):
-            self.guard()
-            touch.wrote = True  # from here on, an undo rewrites the file from the library
-            try:
-                self._write(touch.item, touch.changes)
-            except (RunAborted, sqlite3.Error):
-                raise
-            except Exception as exc:
-                # A write that raises leaves the file as it was: nothing to undo.
-                touch.wrote = False
-                self._forget([intent])
-                touch.intents.remove(intent)
-                self._fail(touch, exc)
-
     def _media_changes(self, changes: dict[str, list[Any]]) -> dict[str, list[Any]]:
         """The changes that reach the file (fields mediafile writes): what a tag write's intent records."""
         return {key: change for key, change in changes.items() if key in self._media_fields}
 
-    def _tags(self, item: Item, changes: dict[str, list[Any]]) -> dict[str, Any]:
-        """The changed fields ``Item.write`` writes, with their new values."""
-        return {key: item[key] for key in changes if key in self._media_fields}
-
-    def _write(self, item: Item, changes: dict[str, list[Any]]) -> None:
-        """``Item.write`` for the changed fields: beets' ``write`` and
-        ``after_write`` events around an untearable write of those fields, and
-        the new mtime, as beets' write leaves it. The whole ``Item.write``
-        when a plugin listens to ``write`` (it may edit every tag)."""
+    def _tags(self, item: Item, changes: dict[str, list[Any]]) -> dict[str, Any] | None:
+        """What the item's tag write writes: the changed fields ``Item.write``
+        writes, with their new values (None: no write). When a plugin edits
+        tags on beets' ``write`` event (zero, scrub, ...), every field, as
+        beets' whole ``Item.write`` gives it: the plugin may edit any of them."""
+        if not changes:
+            return None
         if self._whole_writes:
-            write_tags(item)
-            return
-        tags = self._tags(item, changes)
-        plugins.send("write", item=item, path=item.path, tags=tags)
-        write_fields(item.path, tags, self._id3v23)
-        set_field(item, "mtime", item.current_mtime())
-        plugins.send("after_write", item=item, path=item.path)
+            return {key: value for key, value in dict(item).items() if key in self._media_fields}
+        return {key: item[key] for key in changes if key in self._media_fields} or None
 
     def _normalized_albums(self, ids: Sequence[int]) -> list[Album]:
         """The albums of these items whose fields the rules changed (in memory)."""
@@ -720,36 +704,6 @@ class Engine:
         batch.taken.add(dest)
         return dest
 
-    def _rename_all(self, touches: Sequence[Touch], batch: Batch) -> None:
-        """Move the wave's files to their destinations: names made unique
-        first, every move journaled (one transaction for the wave), then the
-        moves in order."""
-        moves: list[tuple[Touch, bytes]] = []
-        for touch in touches:
-            try:
-                dest = self._place(touch, batch)
-            except (RunAborted, sqlite3.Error):
-                raise
-            except Exception as exc:
-                self._fail(touch, exc)
-                continue
-            if dest is None:
-                continue
-            if self.pretend:
-                set_field(touch.item, "path", dest)
-            else:
-                moves.append((touch, dest))
-        intents = self._intend_many([(ITEM, t.id, t.item.path, dest) for t, dest in moves])
-        for (touch, _), intent in zip(moves, intents):
-            touch.intents.append(intent)
-        for (touch, dest), intent in zip(moves, intents):
-            try:
-                self._rename(touch, dest, intent, batch)
-            except (RunAborted, sqlite3.Error):
-                raise
-            except Exception as exc:
-                self._fail(touch, exc)
-
     def _destinations_found(self, wave: Wave) -> dict[int, bytes | ItemError]:
         """A rename wave's destinations, asked of the helper when the wave
         began: those it has not begun yet are computed here, from the last one
@@ -781,41 +735,16 @@ class Engine:
         except Exception as exc:
             found[touch.id] = ItemError(readable(self._describe(exc, touch.file)))
 
-    def _rename(self, touch: Touch, dest: bytes, intent: int, batch: Batch) -> None:
-        """One journaled move; on failure the file is found (src or dest) and
-        the intent kept only if that is unsure."""
-        self.guard()
-        item = touch.item
-        self._make_dirs(dest)
-        touch.dest = dest
-        try:
-            self._move(item, dest)
-        except BaseException as exc:
-            with _signals_deferred():
-                where = self._after_failed_move(touch.src, dest, exc)
-                if where == "dst":  # it moved after all: commit or undo it with the batch
-                    set_field(item, "path", dest)
-                    touch.moved = True
-                    self._vacate(batch, item, touch.src)
-                elif where == "src" and isinstance(exc, Exception):  # at src, intact, no partial copy left
-                    self._forget([intent])
-                    touch.intents.remove(intent)
-                    touch.dest = None
-                elif where is None:  # unsure: left in the journal for the next run's repair
-                    touch.intents.remove(intent)
-            raise
-        touch.moved = True
-        self._vacate(batch, item, touch.src)
-
     def _hand_out(self, touches: Sequence[Touch], batch: Batch, found: dict[int, bytes | ItemError]) -> None:
-        """Give the wave's file work to the helper: destinations (``found``:
-        those known already) and unique names here, every tag write and move
-        journaled (one transaction), then the tasks sent; the reports settle
-        each item later (``_settle_files``)."""
-        assert self._helper is not None
+        """Give the wave's file work to the worker: destinations (``found``:
+        those the helper computed) and unique names here, every tag write and
+        move journaled (one transaction), beets' ``write`` and
+        ``before_item_moved`` events sent, then the tasks; the reports settle
+        each item (``_settle_files``), with ``after_write`` and ``item_moved``."""
+        assert self._worker is not None
         plans: list[Handed] = []
         for touch in touches:
-            tags = self._tags(touch.item, touch.changes) if touch.changes else None
+            tags = self._tags(touch.item, touch.changes)
             try:
                 known = found.get(touch.id)
                 if isinstance(known, ItemError):
@@ -834,7 +763,8 @@ class Engine:
             plans.append(Handed(touch, batch, tags or None, dest))
         if not plans:
             return
-        self.guard()
+        if self._helper is not None:  # (in this process, the worker asks before each file)
+            self.guard()
         # The files are where they were read (``src`` is ``item.path`` until a move is reported).
         entries = [entry for h in plans for entry in (
             [tags_entry(h.touch.id, h.touch.src, self._media_changes(h.touch.changes))] if h.tags else []) + (
@@ -855,11 +785,11 @@ class Engine:
                 plugins.send("before_item_moved", item=item, source=touch.src, destination=handed.dest)
             key = next(self._keys)
             self._handed[key] = handed
-            tasks.append(helpers.FileTask(key, touch.src, handed.tags, handed.dest))
-        self._helper.send_files(tasks)
+            tasks.append(FileTask(key, touch.src, handed.tags, handed.dest))
+        self._worker.send_files(tasks)
 
-    def _settle_files(self, done: helpers.FileDone) -> str | None:
-        """An item's file work as the helper reports it: finish the item, fail
+    def _settle_files(self, done: FileDone) -> str | None:
+        """An item's file work as the worker reports it: finish the item, fail
         it, or (stopping) record what was done. Returns a lost claim's message."""
         handed = self._handed.pop(done.key)
         touch, item = handed.touch, handed.touch.item
@@ -1082,7 +1012,7 @@ class Engine:
     def _abort(self, exc: BaseException, summary: Summary, sink: Sink) -> None:
         """The run cannot go on: put the uncommitted batch back on disk, say so, stop."""
         batch = self._batch
-        self._stop_helper()  # first: nothing may touch a file while the batch is put back
+        self._stop_worker()  # first: nothing may touch a file while the batch is put back
         if not batch.committed:
             batch.results = _known(batch.outcomes)
         why = self._why(exc)

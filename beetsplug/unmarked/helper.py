@@ -59,12 +59,9 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from beets import util
-from beets.util import FilesystemError
-
-from .beets_compat import FileOperationError, reopen_after_fork
+from .beets_compat import reopen_after_fork
 from .errors import Cancelled, ClaimLost, RunAborted
-from .files import where_after_failed_move, write_fields
+from .workers import FileDone, FileTask, Reply, describe, file_work
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -88,30 +85,6 @@ BEAT = 2 * SLOTS  # the counter of finished tasks (the helper's heartbeat), afte
 
 
 @dataclass
-class FileTask:
-    """One item's file work: write ``tags`` (if any) at ``src``, then move to ``dest`` (if any)."""
-
-    key: int
-    src: bytes
-    tags: dict[str, Any] | None
-    dest: bytes | None
-
-
-@dataclass
-class FileDone:
-    """What the helper did for a ``FileTask``."""
-
-    key: int
-    skipped: bool = False  # not tried: the helper was stopping
-    wrote: bool = False
-    write_error: str | None = None
-    mtime: int | None = None  # of the written file, as ``Item.current_mtime`` gives it
-    where: str | None = "src"  # the file after its move: "src", "dst", or None if that is unsure
-    move_error: str | None = None
-    lost: str | None = None  # the claim was lost before this item: nothing done
-
-
-@dataclass
 class DestinationDone:
     key: int
     dest: bytes | None = None
@@ -122,14 +95,6 @@ def available(claim: LibraryLock | None) -> bool:
     """Whether a helper can be had here: a claim to share, fork, and the
     kernel's parent-death signal (Linux)."""
     return claim is not None and sys.platform.startswith("linux") and hasattr(os, "fork")
-
-
-def describe(exc: BaseException, file: str) -> str:
-    """An item error as the engine words it: beets' file errors name the
-    path already; anything else gets it added."""
-    if isinstance(exc, (FileOperationError, FilesystemError, OSError)):
-        return str(exc)
-    return f"{file}: {type(exc).__name__}: {exc}"
 
 
 class Helper:
@@ -205,7 +170,7 @@ class Helper:
             raise self._gone() from exc
         self._waiting.append(kind)
 
-    def receive(self, cancelled: Callable[[], bool] = lambda: False) -> tuple[str, list[Any]]:
+    def receive(self, cancelled: Callable[[], bool] = lambda: False) -> Reply:
         """The next reply. Waits as long as the helper makes progress; its
         death, a stop (SIGSTOP) of ``STOPPED_AFTER`` seconds, or no task
         finished in ``WEDGED_AFTER`` is a ``RunAborted``; so is ``cancelled()``
@@ -249,13 +214,13 @@ class Helper:
         self._waiting.clear()
         return RunAborted(f"the run's helper process stopped unexpectedly ({how})")
 
-    def stop(self) -> list[tuple[str, list[Any]]] | None:
+    def stop(self) -> list[Reply] | None:
         """Stop after the item in hand; the replies to everything sent (items
         not tried are ``skipped``), or None if the helper did not answer
         within ``STOP_PATIENCE`` or is stopped (it is killed then, and what it
         did is unknown: the engine's undo finds out from the files)."""
         self._stop.set()
-        replies: list[tuple[str, list[Any]]] = []
+        replies: list[Reply] = []
         deadline = time.monotonic() + STOP_PATIENCE
         try:
             while self._waiting:
@@ -334,7 +299,7 @@ def _serve(conn: Connection, stop: Event, *, lib: Library, lock_path: str, share
                     lost = str(exc)
                     replies.append(FileDone(task.key, lost=lost))
                     continue
-                replies.append(_file_work(task, id3v23))
+                replies.append(file_work(task, id3v23))
                 beat[0] += 1  # (only this process writes it)
             conn.send(replies)
         else:
@@ -365,34 +330,6 @@ def _die_with(parent: int) -> None:
         pass
     if os.getppid() != parent:
         os._exit(1)
-
-
-def _file_work(task: FileTask, id3v23: bool) -> FileDone:
-    done = FileDone(task.key)
-    file = util.displayable_path(task.src)
-    if task.tags is not None:
-        try:
-            write_fields(task.src, task.tags, id3v23)
-        except Exception as exc:  # a write that raises leaves the file as it was
-            done.write_error = describe(exc, file)
-            return done  # not moved: the item fails here, as in one process
-        done.wrote = True
-        try:
-            done.mtime = int(os.path.getmtime(util.syspath(task.src)))
-        except OSError:
-            done.mtime = None
-    if task.dest is not None:
-        try:
-            util.move(task.src, task.dest)
-        except Exception as exc:
-            done.move_error = describe(exc, file)
-            try:
-                done.where = where_after_failed_move(task.src, task.dest, exc)
-            except OSError:
-                done.where = None
-        else:
-            done.where = "dst"
-    return done
 
 
 def _destination(lib: Library, key: int, row: Any, changes: dict[str, Any]) -> DestinationDone:
