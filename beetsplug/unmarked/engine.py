@@ -79,6 +79,7 @@ from .files import (
 from .journal import ALBUM, ITEM, UNREPORTED, tags_entry
 from .operations import RENAMED
 from .results import ItemResult, Summary, readable
+from .states import COMMITTED, CONFLICTED, DONE, FAILED, HANDED, UNDONE, UNTRIED, Tracker
 from .transaction import LibraryLockedError, atomic, rolled_back, wait_until_writable
 from .workers import FileDone, FileTask, InProcess, Reply, Worker
 
@@ -155,8 +156,9 @@ HANDED_EVENTS = ("write", "after_write", "before_item_moved", "item_moved")
 
 
 @dataclass(eq=False)
-class Touch:
-    """One item a batch works on: how it was read and what was done to its file.
+class Touch(Tracker):
+    """One item a batch works on: how it was read and what was done to its file
+    (``state``: where it is in its life, see states.py).
 
     ``intents`` are its journal entries still open: forgotten only once the
     batch has committed, or once the file is put back to match the library.
@@ -583,11 +585,13 @@ class Engine:
 
     def _fail(self, touch: Touch, exc: Exception) -> None:
         """One item's trouble never stops the run: it is reported, unmarked."""
+        touch.to(FAILED)
         touch.store = touch.wrote or touch.moved  # the file changed: record what it holds, no marker
         touch.result = ItemResult(touch.id, touch.file, success=False,
                                   error=readable(self._describe(exc, touch.file)))
 
     def _succeed(self, touch: Touch) -> None:
+        touch.to(DONE)
         touch.store, touch.markers = not self.pretend, self._markers
         item = touch.item
         touch.result = ItemResult(touch.id, touch.file, readable(item.path), changes=touch.changes,
@@ -783,6 +787,7 @@ class Engine:
                 touch.intents.append(handed.move_intent)
                 touch.dest = handed.dest  # maybe moved, until the report says
                 plugins.send("before_item_moved", item=item, source=touch.src, destination=handed.dest)
+            touch.to(HANDED)
             key = next(self._keys)
             self._handed[key] = handed
             tasks.append(FileTask(key, touch.src, handed.tags, handed.dest))
@@ -794,6 +799,7 @@ class Engine:
         handed = self._handed.pop(done.key)
         touch, item = handed.touch, handed.touch.item
         if done.skipped or done.lost:  # not tried: the file is as it was
+            touch.to(UNTRIED)
             touch.wrote, touch.dest = False, None
             return done.lost
         if handed.tags:
@@ -934,7 +940,10 @@ class Engine:
             store_many(tx, [touch.item for touch in storing if touch.id not in batch.left_out])
             return conflicted
 
-        return self._in_transaction([touch.item for touch in storing], store, committed=batch)
+        conflicted = self._in_transaction([touch.item for touch in storing], store, committed=batch)
+        for touch in storing:
+            touch.to(CONFLICTED if touch.id in batch.left_out else COMMITTED)
+        return conflicted
 
     def _store(self, models: Sequence[Any], store: Callable[[Any], None]) -> None:
         """Store models in one transaction (retried while another process holds the lock)."""
@@ -1089,6 +1098,8 @@ class Engine:
         except Exception:  # they describe a settled state now: the next run's repair only drops them
             self.log.debug("could not forget settled intents", exc_info=True)
         touch.intents = []
+        if touch.state is not COMMITTED:  # (a signal between a commit and its forget: nothing to put back)
+            touch.to(UNDONE)
         return None
 
     def _restore(self, touch: Touch) -> None:
