@@ -1,7 +1,8 @@
 """The three event payloads (start, item, done), built in one place.
 
-These are the JSON objects of the SSE ``data:`` lines (see the SPEC); the job
-store numbers them, the web streams them, the page renders them.
+These are the JSON objects of the SSE ``data:`` lines (the README's "Web API"
+section lists their fields); the job store numbers them, the web streams
+them, the page renders them.
 """
 
 from __future__ import annotations

@@ -448,22 +448,6 @@ def _flush(path: bytes) -> None:
         os.close(fd)
 
 
-def disk_full(exc: BaseException) -> bool:
-    """ENOSPC anywhere in the chain (beets wraps mediafile, which wraps OSError)."""
-    seen: set[int] = set()
-    causes: list[Any] = [exc]
-    while causes:
-        current = causes.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
-            return True
-        causes += [getattr(current, "reason", None), current.__cause__, current.__context__,
-                 *[a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]]
-    return False
-
-
 # --- moves -----------------------------------------------------------------------
 
 

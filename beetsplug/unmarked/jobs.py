@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import journal
 from .beets_compat import library_file
-from .claim import file_identity
+from .claim import LibraryLock, file_identity
 from .errors import ClaimLost, StoreError
 from .events import done_event, failure_entry
 from .results import Summary
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from beets.library import Library
 
 ACTIVE = ("queued", "running")
+ADOPT_ORIGIN = "web"  # only web jobs are resumed by another process; a CLI user is right there
 KEEP_JOBS = 50  # finished jobs (and their events) kept for the record
 HOST = socket.gethostname()
 
@@ -253,13 +254,31 @@ class JobStore:
                        (json.dumps([*notes, note]), HOST, os.getpid(), job))
 
     def reap(self) -> None:
-        """If jobs say they run but nobody holds the library lock, settle them
-        (a plain read unless one needs it: this runs on every poll)."""
+        """For readers: if jobs say they run but nobody holds the library lock,
+        end the records of those whose process died (a plain read unless one
+        needs it: this runs on every poll). Their files are the next claim's
+        to repair (runner.settle)."""
         if not self.rows("SELECT 1 FROM jobs WHERE status IN ('queued', 'running') LIMIT 1"):
             return
-        from .runner import settle_if_free  # the runner owns a job's life; this only asks
+        lock = LibraryLock.take(self.lock_path, self.path, self.identity, patience=0)
+        if lock is None:
+            return
+        try:
+            self.end_orphans()
+        finally:
+            lock.release()
 
-        settle_if_free(self)
+    def end_orphans(self) -> builtins.list[dict[str, Any]]:
+        """Under the library lock: mark the jobs whose process died
+        interrupted; return the web jobs among them, left for a server to
+        resume (runner.adopt): only a server can show them."""
+        left = []
+        for job in self.orphans():
+            if job["origin"] == ADOPT_ORIGIN:
+                left.append(job)
+            else:
+                self.interrupt(job["job"], f"the process running it (pid {job['pid']} on {job['host']}) stopped")
+        return left
 
     def keep_within(self, budget: int) -> None:
         """Hold the store to ``budget`` bytes: compact finished jobs, oldest

@@ -17,13 +17,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Sequence
+    from contextlib import AbstractContextManager
 
-    from .jobs import JobStore
+
+class Store(Protocol):
+    """What the journal needs of the file it lives in (jobs.JobStore is one)."""
+
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
 ITEM, ALBUM, TAGS = "item", "album", "tags"  # a file move, an album art move, a tag write
 # Not a file change: items a commit marks (``dst``: the marker time, as text),
@@ -92,20 +99,17 @@ def create_table(db: sqlite3.Connection) -> None:
         db.execute("DROP TABLE moves")
 
 
-def pending(store: JobStore, exclude_job: int | None = None,
-            kinds: Sequence[str] | None = FILE_CHANGES) -> list[Intent]:
-    """Intents not yet forgotten (but ``exclude_job``'s), oldest first: the
-    file changes, or those of ``kinds`` (None: every kind)."""
-    where = "job IS NOT ?"
-    args: list[object] = [exclude_job]
+def pending(store: Store, kinds: Sequence[str] | None = FILE_CHANGES) -> list[Intent]:
+    """Intents not yet forgotten, oldest first: the file changes, or those of
+    ``kinds`` (None: every kind)."""
+    where, args = "1", []
     if kinds is not None:
-        where += f" AND kind IN ({', '.join('?' * len(kinds))})"
-        args += kinds
+        where, args = f"kind IN ({', '.join('?' * len(kinds))})", list(kinds)
     rows = store.rows(f"SELECT id, {_COLUMNS} FROM intents WHERE {where} ORDER BY id", args)
     return [Intent(r["id"], r["job"], r["kind"], r["entity"], bytes(r["src"]), bytes(r["dst"])) for r in rows]
 
 
-def unreported(store: JobStore, job: int) -> dict[int, float]:
+def unreported(store: Store, job: int) -> dict[int, float]:
     """What ``job``'s stopped run committed and never reported: item -> marker time."""
     return {i.entity: float(i.dst) for i in pending(store, kinds=[UNREPORTED]) if i.job == job}
 
@@ -116,7 +120,7 @@ def drop_unreported(db: sqlite3.Connection, job: int) -> None:
     db.execute("DELETE FROM intents WHERE job = ? AND kind = ?", (job, UNREPORTED))
 
 
-def forget(store: JobStore, intent_ids: Sequence[int]) -> None:
+def forget(store: Store, intent_ids: Sequence[int]) -> None:
     """Drop intents whose change is committed, undone or settled."""
     if not intent_ids:
         return
@@ -128,7 +132,7 @@ def forget(store: JobStore, intent_ids: Sequence[int]) -> None:
 class Journal:
     """A running job's handle on the journal."""
 
-    store: JobStore
+    store: Store
     job: int
 
     def intend(self, kind: str, entity: int, src: bytes, dst: bytes) -> int:

@@ -42,9 +42,9 @@ def _quiet(msg: str, *args: Any) -> None:
     pass
 
 
-def reconcile(lib: Library, store: JobStore, *, exclude_job: int | None = None, log: Log | None = None) -> int:
+def reconcile(lib: Library, store: JobStore, *, log: Log | None = None) -> int:
     """Settle the intents of dead jobs. Returns how many items or albums were repaired."""
-    intents = journal.pending(store, exclude_job)  # file changes only: UNREPORTED notes are the resumer's
+    intents = journal.pending(store)  # file changes only: UNREPORTED notes are the resumer's
     if not intents:
         return 0
     log = log or _quiet

@@ -1,6 +1,6 @@
 """A job's life, in one place: the sequence every caller (CLI, web, import) shares.
 
-    config = JobConfig.from_plugin(plugin)        # bad settings fail here, nothing claimed
+    config = JobConfig.from_plugin(plugin.config) # bad settings fail here, nothing claimed
     with open_job(lib, op, query, ...) as job:    # the library lock, the job's row
         job.run(sinks)                            # settle, select, engine, release
 
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
     from .operations import Operation
 
-ADOPT_ORIGIN = "web"  # only web jobs are resumed by another process; a CLI user is right there
 
 
 @dataclass(frozen=True)
@@ -208,32 +207,10 @@ def settle(lib: Library, store: JobStore, log: BeetsLogger) -> None:
     A web job is left for a server process to resume (``adopt``): only a
     server can show it, and one adopts it as soon as it runs.
     """
-    _end_orphans(store, leave_web=True)
+    store.end_orphans()
     repaired = reconcile(lib, store, log=log.warning)
     if repaired:
         log.info("repaired {} files left by an interrupted run", repaired)
-
-
-def _end_orphans(store: JobStore, leave_web: bool) -> list[dict[str, Any]]:
-    """Interrupt the jobs whose process died; return the web jobs left to resume."""
-    left = []
-    for job in store.orphans():
-        if leave_web and job["origin"] == ADOPT_ORIGIN:
-            left.append(job)
-        else:
-            store.interrupt(job["job"], f"the process running it (pid {job['pid']} on {job['host']}) stopped")
-    return left
-
-
-def settle_if_free(store: JobStore) -> None:
-    """For readers: if nobody holds the lock, end dead jobs' records now."""
-    lock = LibraryLock.take(store.lock_path, store.path, store.identity, patience=0)
-    if lock is None:
-        return
-    try:
-        _end_orphans(store, leave_web=True)
-    finally:
-        lock.release()
 
 
 def adopt(lib: Library, config: JobConfig, log: BeetsLogger) -> Job | None:
@@ -246,7 +223,7 @@ def adopt(lib: Library, config: JobConfig, log: BeetsLogger) -> Job | None:
     if lock is None:
         return None
     try:
-        left = _end_orphans(store, leave_web=True)
+        left = store.end_orphans()
         repaired = reconcile(lib, store, log=log.warning)
         if not left:
             lock.release()

@@ -1,8 +1,8 @@
 """Turning a user's beets query into the ids of the items to work on.
 
 Selection runs in SQL: materialising Item objects costs ~170 us each (3.4 s
-for 20k items), so only ids are fetched here and items are loaded batch by
-batch while the engine works. A query with a Python-side (slow) part still
+for 20k items), so only ids are fetched here; the engine reads the items'
+rows a wave at a time, just before their file work. A query with a Python-side (slow) part still
 works; beets evaluates it the usual way.
 """
 
