@@ -521,10 +521,16 @@ def test_resume_counts_what_the_stopped_run_committed_as_done_not_skipped(env: L
 class CtrlCAfterCommit(Engine):
     """A real SIGINT, sent the instant the batch's COMMIT has returned."""
 
-    def _commit(self, batch: Any) -> Any:
-        conflicted = super()._commit(batch)
-        os.kill(os.getpid(), signal.SIGINT)
-        return conflicted
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        commit = self.committer.commit
+
+        def commit_then_ctrl_c(batch: Any) -> Any:
+            conflicted = commit(batch)
+            os.kill(os.getpid(), signal.SIGINT)
+            return conflicted
+
+        self.committer.commit = commit_then_ctrl_c  # type: ignore[method-assign]
 
 
 def test_ctrl_c_right_after_the_commit_is_not_called_an_undo(env: LibraryEnv) -> None:

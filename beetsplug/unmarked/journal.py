@@ -149,3 +149,16 @@ class Journal:
 
     def forget(self, intent_ids: Sequence[int]) -> None:
         forget(self.store, intent_ids)
+
+
+class NoJournal:
+    """A pretend run's journal: it changes no file, so it has nothing to journal."""
+
+    def intend_many(self, entries: Sequence[tuple[str, int, bytes, bytes]]) -> list[int]:
+        if entries:
+            raise AssertionError("a pretend run journaled a file change")
+        return []
+
+    def forget(self, intent_ids: Sequence[int]) -> None:
+        if intent_ids:
+            raise AssertionError("a pretend run forgot a journal entry")

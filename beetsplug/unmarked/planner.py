@@ -1,0 +1,184 @@
+"""Each item's plan, worked out before anything is touched.
+
+For every item of a wave the planner reads its row (all in one query), and
+works out what the operation will change: the rules' field changes
+``{field: [old, new]}`` and, for a rename, the destination (beets' path
+formats, ``replace``, unique names, and no name promised to another item of
+the batch). Planning reads; it journals nothing and changes no file. The
+executor (executor.py) applies the plans, the commit (commit.py) records
+them, and a failed item's reason is worked out here when the plan already
+shows it (file missing, no destination).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from beets import util
+from beets.library import Item
+
+from . import stored
+from .batch import ItemError, Touch, describe
+from .beets_compat import listens, media_fields, path_format_chooser
+from .errors import RunAborted
+from .files import unique_destination
+from .operations import RENAMED
+from .results import ItemResult, readable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from beets.library import Album, Library
+    from beets.logging import BeetsLogger
+
+    from .batch import Batch
+    from .normalize import Rules
+    from .operations import Operation
+    from .stored import Row
+
+
+class Planner:
+    """Plans for one run's items (construct per run)."""
+
+    def __init__(self, lib: Library, op: Operation, rules: Rules, *, force: bool, pretend: bool,
+                 log: BeetsLogger) -> None:
+        self.lib, self.op, self.rules, self.force, self.pretend, self.log = lib, op, rules, force, pretend, log
+        self.markers = op.markers
+        self.unreported: dict[int, float] = {}  # resuming: items the stopped run marked (and when), unreported
+        self._chooser: Callable[[Item], bytes] | None = None  # path formats, parsed once (in the run)
+        self._media_fields = media_fields()
+        # Only the changed fields are written, unless a plugin edits the tags
+        # beets passes with its ``write`` event (zero, scrub, ...): then every field.
+        self._whole_writes = listens("write")
+
+    # --- reading --------------------------------------------------------------
+
+    def read(self, ids: Sequence[int], batch: Batch) -> dict[int, Row]:
+        """The wave's rows, and their albums' rows the first time the batch
+        meets them, in one read transaction; the library's ``data_version``
+        before them (a commit in between shows up at the batch's commit)."""
+        with self.lib.transaction() as tx:
+            batch.versions.add(stored.data_version(tx))
+            rows = stored.rows(tx, ids)
+            if not self.pretend:
+                albums = {album for row in rows.values()
+                          if (album := stored.album_of(row)) is not None and album not in batch.album_rows}
+                batch.album_rows.update(stored.rows(tx, sorted(albums), stored.ALBUM_TABLES))
+        return rows
+
+    def begin(self, item_id: int, raw: Row | None, batch: Batch) -> Touch | ItemResult:
+        """An item as read: skipped, or a touch with its changes planned
+        (failed already if its file is gone)."""
+        if raw is None:
+            return ItemResult(item_id, None, skipped=True, error="removed from the library during the run")
+        item = stored.model(self.lib, raw)
+        path = item.path
+        file = readable(path)
+        if item_id in self.unreported and stored.marked_at(raw[2], self.markers, self.unreported[item_id]):
+            return ItemResult(item_id, file, file)  # done by the run this one resumes: recorded, never reported
+        if not self.force and all(marker in raw[2] for marker in self.markers):  # as ``unmarked:`` selects
+            return ItemResult(item_id, file, file, skipped=True, error="already done by another run")
+        touch = Touch(item_id, item, raw, path, file, before=item.copy() if self.pretend else None)
+        if not self.pretend:
+            batch.touches.append(touch)
+        try:
+            if not os.path.exists(util.syspath(path)):
+                raise ItemError(f"file not found: {file}")
+            if self.op.normalize:
+                touch.changes = self.normalize(item, stored.filled(raw))
+        except (RunAborted, sqlite3.Error):
+            raise
+        except Exception as exc:
+            self.fail(touch, exc)
+        return touch
+
+    def fail(self, touch: Touch, exc: Exception) -> None:
+        touch.fail(describe(exc, touch.file, self.log))
+
+    def succeed(self, touch: Touch) -> None:
+        touch.succeed(self.markers, self.pretend)
+
+    # --- tags -------------------------------------------------------------------
+
+    def normalize(self, model: Item | Album, present: set[str] | None = None) -> dict[str, list[Any]]:
+        """Apply the rules to the fields the model has (``present``: those, or
+        fewer that include every non-empty one - the rules leave empty ones be)."""
+        if not self.op.normalize:
+            return {}
+        if present is None:
+            present = set(model.keys(with_album=False)) if isinstance(model, Item) else set(model.keys())
+        return self.rules.apply(model, present)
+
+    def normalized_albums(self, ids: Sequence[int]) -> list[Album]:
+        """The albums of these items whose fields the rules changed (in memory)."""
+        if not self.op.normalize:
+            return []
+        with self.lib.transaction() as tx:
+            album_ids = sorted({row[0] for part in stored.parts(ids) for row in tx.query(
+                "SELECT DISTINCT album_id FROM items WHERE album_id IS NOT NULL "
+                f"AND id IN ({stored.marks(part)})", part)})
+        return [a for a in map(self.lib.get_album, album_ids) if a is not None and self.normalize(a)]
+
+    def media_changes(self, changes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """The changes that reach the file (fields mediafile writes): what a tag write's intent records."""
+        return {key: change for key, change in changes.items() if key in self._media_fields}
+
+    def tags(self, item: Item, changes: dict[str, list[Any]]) -> dict[str, Any] | None:
+        """What the item's tag write writes: the changed fields ``Item.write``
+        writes, with their new values (None: no write). When a plugin edits
+        tags on beets' ``write`` event (zero, scrub, ...), every field, as
+        beets' whole ``Item.write`` gives it: the plugin may edit any of them."""
+        if not changes:
+            return None
+        if self._whole_writes:
+            return {key: value for key, value in dict(item).items() if key in self._media_fields}
+        return {key: item[key] for key in changes if key in self._media_fields} or None
+
+    # --- paths --------------------------------------------------------------------
+
+    def destination(self, item: Item) -> bytes:
+        """``item.destination()``, with the path formats' queries parsed once."""
+        if self._chooser is None:
+            self._chooser = path_format_chooser(self.lib)
+        return self._chooser(item)
+
+    def place(self, touch: Touch, batch: Batch, found: bytes | None = None) -> bytes | None:
+        """Where the item's file goes (a name no other file has or is promised),
+        or None if it is there already. ``found``: its destination, computed
+        by the helper."""
+        dest = found if found is not None else self.destination(touch.item)
+        # beets' ``samefile(dest, src)`` (the file, not moved yet, is at
+        # ``src``), then ``unique_path``; both only look further when ``dest``
+        # exists, so one stat answers the usual case: free, and not the file.
+        if dest == touch.src:
+            return None
+        if os.path.exists(util.syspath(dest)):
+            if util.samefile(dest, touch.src):
+                return None
+            dest = unique_destination(dest, batch.taken)
+        elif dest in batch.taken:
+            dest = unique_destination(dest, batch.taken)
+        batch.taken.add(dest)
+        return dest
+
+    def find(self, touch: Touch, found: dict[int, bytes | ItemError]) -> None:
+        """The touch's destination, or the error computing it, into ``found``."""
+        try:
+            found[touch.id] = self.destination(touch.item)
+        except (RunAborted, sqlite3.Error):
+            raise
+        except Exception as exc:
+            found[touch.id] = ItemError(readable(describe(exc, touch.file, self.log)))
+
+    def keep_renamed_honest(self, item: Item) -> bool:
+        """``renamed`` promises the file is at its destination. Normalizing can
+        change the fields the path format uses; an item it leaves in place
+        whose destination changed loses ``renamed`` (cleared, in the same
+        commit, not moved: normalize stays a tags-only operation, and the
+        next rename-unmarked moves it). Returns whether it was cleared."""
+        if item.get(RENAMED, with_album=False) is None or util.samefile(self.destination(item), item.path):
+            return False
+        del item[RENAMED]
+        return True
