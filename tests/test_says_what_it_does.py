@@ -123,7 +123,7 @@ def test_tags_other_tools_wrote_survive_a_stopped_run(env: LibraryEnv, how: sign
 
 
 def stopped_helper_run(env: LibraryEnv) -> tuple[subprocess.Popen[str], int]:
-    """A real run whose helper process is stopped (SIGSTOP) in the middle of its work."""
+    """A real run whose helper process is stopped (SIGSTOP) with work handed to it."""
     populate(env, 120)
     env.configure(unmarked={"batch_size": 1000, "batch_seconds": 3600})
     jobs = store(env)
@@ -131,9 +131,9 @@ def stopped_helper_run(env: LibraryEnv) -> tuple[subprocess.Popen[str], int]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     child = helper_pid(proc.pid)
+    os.kill(child, signal.SIGSTOP)  # before it is handed anything: whatever the machine's speed, work waits on it
     wait_for(lambda: (job := jobs.list(1)) and job[0]["status"] == "running" and progress(env, job[0]["job"]) >= 10,
-             "the helper to work on files", alive=lambda: proc.poll() is None or proc.communicate())
-    os.kill(child, signal.SIGSTOP)
+             "the run to hand the helper files", alive=lambda: proc.poll() is None or proc.communicate())
     return proc, child
 
 
