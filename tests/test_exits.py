@@ -29,13 +29,14 @@ from beets import logging
 from beets.library import Item
 from mediafile import MediaFile
 
-from beetsplug.unmarked.engine import FIRST_WAVE, Engine, Settings
+from beetsplug.unmarked.engine import Engine, Settings
 from beetsplug.unmarked.errors import ClaimLost, StoreError
 from beetsplug.unmarked.jobs import JobStore, store_path
 from beetsplug.unmarked.journal import Journal, pending, unreported
 from beetsplug.unmarked.normalize import Rules
 from beetsplug.unmarked.operations import OPERATIONS
 from beetsplug.unmarked.results import ItemResult, Summary
+from beetsplug.unmarked.waves import FIRST_WAVE
 
 from .audio import MESSY_TRACKS, read_tags, write_tags
 from .consistency import consistent

@@ -347,7 +347,7 @@ def test_repair_sets_aside_a_move_it_cannot_finish(env: LibraryEnv) -> None:
     dst = env.lib_path / "Singles" / "{Main} - Copied {Live}.flac"
     dst.parent.mkdir(parents=True)
     dst.write_bytes(Path(os.fsdecode(stuck.path)).read_bytes())
-    Journal(store, newest_job(store)).intend("item", stuck.id, stuck.path, os.fsencode(dst))
+    Journal(store, newest_job(store)).intend_many([("item", stuck.id, stuck.path, os.fsencode(dst))])
 
     with read_only(Path(os.fsdecode(stuck.path)).parent):
         second = env.beet("normalize-unmarked", check=False)

@@ -10,6 +10,7 @@ the run with its batch put back; either way the next run settles everything.
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import signal
@@ -21,7 +22,6 @@ from typing import Any
 import pytest
 from mediafile import MediaFile
 
-from beetsplug.unmarked.claim import lock_is_free
 from beetsplug.unmarked.jobs import store_path
 
 from .audio import MESSY_TRACKS, read_tags
@@ -98,6 +98,18 @@ def helper_pid(pid: int, timeout: float = 30) -> int:
             return int(found[0])
         time.sleep(0.005)
     raise AssertionError("no helper process appeared")
+
+
+def lock_is_free(path: str) -> bool:
+    """Nobody holds ``path`` exclusively or shared right now (asks the kernel)."""
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def alive(pid: int) -> bool:

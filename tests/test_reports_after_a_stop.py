@@ -139,7 +139,7 @@ def test_a_web_job_resumed_twice_across_another_job_claims_its_own_work(env: Lib
     # The first resumption of A: it commits item 2 (journaling it first, as
     # every commit does), then its process dies before reporting it.
     store.adopt(a, f"resumed by pid 1 on elsewhere at {now - 20:.0f} (0 files repaired)")
-    Journal(store, a).intend(UNREPORTED, ids[1], b"", repr(now - 10).encode())
+    Journal(store, a).intend_many([(UNREPORTED, ids[1], b"", repr(now - 10).encode())])
     done_by_a(ids[1], now - 10)
 
     job = adopt(env.lib, JobConfig.from_plugin(env.config["unmarked"]), logging.getLogger("beets"))

@@ -1,7 +1,7 @@
-"""Batches are worked in waves (engine.py): sized by the batch's time bound,
+"""Batches are worked in waves (waves.py): sized by the batch's time bound,
 also when there is none (the import hook's one batch per task). With the
 helper, a rename begins the next batch's first wave while a batch commits
-(``_look_ahead``): nothing of it may show if the run stops there, and the
+(``Waves.look_ahead``): nothing of it may show if the run stops there, and the
 art the commit moved is seen by that wave's destinations."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from beetsplug.unmarked.engine import FIRST_WAVE
 from beetsplug.unmarked.jobs import JobStore, store_path
 from beetsplug.unmarked.journal import pending
+from beetsplug.unmarked.waves import FIRST_WAVE
 
 from .audio import make_track, read_tags
 from .consistency import consistent

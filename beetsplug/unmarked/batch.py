@@ -83,7 +83,7 @@ class Touch(Tracker):
 
 @dataclass
 class Handed:
-    """An item whose file work a worker has: its intents, to settle by the report."""
+    """An item whose file work a worker has: its intents, to resolve by the report."""
 
     touch: Touch
     batch: Batch
@@ -100,7 +100,7 @@ class Wave:
     touches: list[Touch]  # the ones with work left
     asked: int = 0  # the first this many: their destinations were asked of the helper
     slot: int = 0  # the helper's request for them (see ``Helper.steal``)
-    early: bool = False  # begun while the batch before it committed (``Engine._look_ahead``)
+    early: bool = False  # begun while the batch before it committed (``Waves.look_ahead``)
 
 
 @dataclass

@@ -64,7 +64,7 @@ class LibraryLock:
         """The lock, or None if another process holds it past ``patience`` seconds.
 
         The short patience covers readers that take the lock for an instant
-        to settle a dead job's record (see ``JobStore.reap``).
+        to end a dead job's record (see ``JobStore.reap``).
         """
         deadline = time.monotonic() + patience
         while True:
@@ -113,15 +113,6 @@ class LibraryLock:
 def _same(fd: int, path: str) -> bool:
     st = os.fstat(fd)
     return file_identity(path) == (st.st_dev, st.st_ino)
-
-
-def lock_is_free(path: str) -> bool:
-    """Nobody holds ``path`` exclusively or shared right now (asks the kernel)."""
-    fd = _open(path)
-    try:
-        return _try_lock(fd, fcntl.LOCK_EX)
-    finally:
-        os.close(fd)
 
 
 def wait_for(take: Callable[[], LibraryLock | None], poll: float = 0.2) -> LibraryLock:

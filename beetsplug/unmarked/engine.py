@@ -20,7 +20,7 @@ A batch is worked in waves of a few dozen items: their rows are read in one
 query, their file work journaled in one transaction and handed out together.
 When the helper process computes a rename's destinations, the next batch's
 first wave is read while a batch commits and its destinations asked of the
-helper then (``_look_ahead``: no file of that wave is touched, nor anything
+helper then (waves.py: no file of that wave is touched, nor anything
 journaled, before the commit).
 
 Files and library agree at every exit. Each item is read from the library
@@ -36,8 +36,6 @@ cannot be undone stays for the next run (repair.py).
 
 from __future__ import annotations
 
-import sqlite3
-import time
 from collections import Counter, deque
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -48,10 +46,10 @@ from beets import util
 
 from . import CONFIG_DEFAULTS
 from .art import ArtMover
-from .batch import Batch, Touch, Wave, chunks, few
-from .beets_compat import plugin_getters_fixed, set_field
+from .batch import Batch, Touch, chunks, few
+from .beets_compat import plugin_getters_fixed
 from .commit import Committer
-from .errors import Cancelled, RunAborted
+from .errors import Cancelled
 from .executor import Executor
 from .journal import NoJournal
 from .planner import Planner
@@ -59,6 +57,7 @@ from .results import ItemResult, Summary, readable
 from .signals import signals_deferred
 from .transaction import rolled_back
 from .undo import Undo, why
+from .waves import Waves
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -99,15 +98,6 @@ class Settings:
 
 
 REDO_ATTEMPTS = 2  # an item another writer changed mid-batch is done again from its new state, this often
-# A batch is worked in waves: each wave's rows are read in one query and its
-# intents journaled in one transaction, then its files are done in order.
-# Waves are sized to end the batch near ``batch_seconds``.
-FIRST_WAVE, MAX_WAVE = 8, 64
-# A rename whose destinations the helper computes takes larger waves: each
-# wave costs a round trip to the helper and a journal transaction, and its
-# files are moved while the next wave is read (with 64, the default batch of
-# 200 was 64 + 64 + 64 + 8: ~8 % slower than 100 + 100 at 5 000 items).
-MAX_SHARED_WAVE = 100
 
 
 class Engine:
@@ -140,13 +130,12 @@ class Engine:
                          media_changes=self.planner.media_changes)
         self.art = ArtMover(lib, record, guard=self.guard, log=log, clutter=self.clutter,
                             store=self.committer.store_art)
+        self.waves = Waves(op, settings, self.planner, self.executor, pretend=pretend)
         self.journal = record
         self._batch = Batch()  # the one being worked on (the undo's, if the run stops)
         self._ahead: Batch | None = None  # the next batch, its first wave begun while this one commits
-        self._art_moved: set[int] = set()  # albums whose art the last commit moved (their ``artpath`` changed)
         self._redone: Counter[int] = Counter()
         self._reported: Counter[int] = Counter()  # item id -> outcomes reported (exactly one each, see _account)
-        self._per_item: float | None = None  # seconds an item takes, measured: sizes the waves
 
     # --- the run ------------------------------------------------------------
 
@@ -235,7 +224,7 @@ class Engine:
                    stop: Callable[[], bool]) -> bool:
         """Process one chunk of ids (``queue``, emptied as it goes); return
         True if asked to stop. ``later`` is the next chunk's: a batch's commit
-        may begin its first wave (see ``_look_ahead``)."""
+        may begin its first wave (``Waves.look_ahead``)."""
         albums = self.planner.normalized_albums(list(queue))
         # Path formats read album-level fields from the album row, so changed
         # albums are stored before any item moves. --pretend stores them in a
@@ -249,125 +238,12 @@ class Engine:
                 self._batch = batch
                 if not queue and not batch.outcomes:
                     return False
-                if self._fill(batch, queue, stop):
+                if self.waves.fill(batch, queue, stop):
                     self._flush(batch, summary, sink, redo=False)
                     return True
                 queue.extend(self._flush(batch, summary, sink, ahead=queue or later))  # items another writer changed
                 if not queue:
                     return False
-
-    def _fill(self, batch: Batch, queue: deque[int], stop: Callable[[], bool]) -> bool:
-        """Begin waves from ``queue`` until the batch's time is up or the chunk
-        ends; True if asked to stop (a wave begun ahead is dropped: none of its
-        files was touched)."""
-        early = batch.pending is not None and batch.pending.early
-        while queue or early:
-            early = False
-            if stop():
-                if batch.pending is not None and batch.pending.early:
-                    self._drop_early(batch)
-                return True
-            if not queue:
-                return False
-            started = time.monotonic()
-            ids_now = [queue.popleft() for _ in range(min(self._wave_size(batch), len(queue)))]
-            wave = self._begin_wave(ids_now, batch)
-            self._finish_pending(batch)  # the wave before, whose destinations the helper has had meanwhile
-            if wave.asked:
-                batch.pending = wave
-            else:
-                self._finish_wave(wave, batch)
-            self.executor.drain(open_at_most=self.executor.lag)
-            spent = (time.monotonic() - started) / len(ids_now)
-            self._per_item = spent if self._per_item is None else 0.7 * self._per_item + 0.3 * spent
-            if time.monotonic() - batch.started >= self.settings.batch_seconds:
-                return False
-        return False
-
-    def _look_ahead(self, source: deque[int]) -> None:
-        """Begin the next batch's first wave while this one commits, its
-        destinations all asked of the helper (rename): the helper computes them
-        while this process waits for the library's disk, sends events and
-        prunes directories. Only rows are read and destinations computed; no
-        file is touched and nothing journaled before the commit, so an abort
-        has nothing more to undo. The rows are checked at the next batch's
-        commit like any other (this batch's commit changes no other item).
-        The one album field this run changes - ``artpath``, when art follows
-        its items after the commit - is handled in ``destinations_found``."""
-        if self.executor.helper is None or self.op.normalize or not source:
-            return
-        batch = Batch()
-        ids = [source.popleft() for _ in range(min(self._wave_size(batch), len(source)))]
-        wave = self._begin_wave(ids, batch)
-        wave.early = True
-        if wave.touches:
-            batch.pending = wave
-        self._ahead = batch
-
-    def _drop_early(self, batch: Batch) -> None:
-        """Forget a wave begun ahead of its batch (the run stops before it):
-        its items are left as not reached."""
-        wave, batch.pending = batch.pending, None
-        assert wave is not None
-        self.executor.drop_early(wave)
-        batch.outcomes, batch.touches = [], []
-
-    def _wave_size(self, batch: Batch) -> int:
-        """How many items the next wave takes: as many as fit in what is left
-        of the batch's time, by the time items have taken so far."""
-        left = self.settings.batch_seconds - (time.monotonic() - batch.started)
-        if left <= 0:
-            return 1
-        if self._per_item is None:
-            return FIRST_WAVE
-        most = MAX_SHARED_WAVE if self.executor.helper is not None and not self.op.normalize else MAX_WAVE
-        return max(1, int(min(most, left / max(self._per_item, 1e-9))))  # (no time bound: left is inf)
-
-    def _begin_wave(self, ids: Sequence[int], batch: Batch) -> Wave:
-        """Plan a few items, read from the library just now (not when their
-        chunk began). With a helper, hand their file work out at once
-        (process, normalize: the tag writes are its load), or ask it for their
-        destinations (rename: the wave is finished on the next turn, while the
-        helper works on these; what it has not begun by then is computed here)."""
-        rows = self.planner.read(ids, batch)
-        outcomes = [self.planner.begin(item_id, rows.get(item_id), batch) for item_id in ids]
-        batch.outcomes += outcomes
-        wave = Wave([touch for touch in outcomes if isinstance(touch, Touch) and touch.result is None])
-        if self.executor.helper is not None and not self.op.normalize:
-            self.executor.ask_destinations(wave)
-        elif self.executor.helper is not None:
-            self.executor.hand_out(wave.touches, batch, {})
-            wave.touches = []
-        return wave
-
-    def _finish_wave(self, wave: Wave, batch: Batch) -> None:
-        """Hand the wave's file work to the worker. An item's trouble is its
-        own; anything that ends the run (claim lost, journal or library
-        unusable) propagates, and the batch's touches say what to undo."""
-        if self.pretend:
-            self._pretend(wave.touches, batch)
-        else:
-            found = self.executor.destinations_found(wave, self._art_moved) if wave.asked else {}
-            self.executor.hand_out(wave.touches, batch, found)
-
-    def _pretend(self, touches: Sequence[Touch], batch: Batch) -> None:
-        """--pretend: the item as the run would leave it, no file touched."""
-        for touch in touches:
-            try:
-                dest = self.planner.place(touch, batch) if self.op.rename else None
-            except (RunAborted, sqlite3.Error):
-                raise
-            except Exception as exc:
-                self.planner.fail(touch, exc)
-                continue
-            if dest is not None:
-                set_field(touch.item, "path", dest)
-            self.planner.succeed(touch)
-
-    def _finish_pending(self, batch: Batch) -> None:
-        wave, batch.pending = batch.pending, None
-        if wave is not None:
-            self._finish_wave(wave, batch)
 
     # --- commit and report --------------------------------------------------------
 
@@ -376,10 +252,10 @@ class Engine:
         """Commit the batch (items + markers), put back the items another
         writer changed meanwhile, then report. Returns the ids to do again.
         With ``ahead``, the next batch's first wave is begun from those ids
-        before the commit (``_look_ahead``)."""
-        self._finish_pending(batch)
+        before the commit (``Waves.look_ahead``)."""
+        self.waves.finish_pending(batch)
         if ahead:
-            self._look_ahead(ahead)
+            self._ahead = self.waves.look_ahead(ahead)
         self.executor.drain_files()  # every file of the batch reported before its commit
         batch.results = batch.known()
         conflicted = self.committer.commit(batch)
@@ -387,9 +263,9 @@ class Engine:
         self.journal.forget([intent for touch in done for intent in touch.intents])
         for touch in done:
             touch.intents = []
-        again = self._settle_conflicts(batch, conflicted, redo)
+        again = self._redo_or_fail(batch, conflicted, redo)
         self._report(batch, summary, sink)  # before the art moves: those items are recorded whatever happens next
-        self._art_moved = set() if self.pretend or not batch.albums else self.art.move(batch.albums)
+        self.waves.art_moved = set() if self.pretend or not batch.albums else self.art.move(batch.albums)
         for directory in batch.vacated:
             util.prune_dirs(directory, self.lib.directory, clutter=self.clutter)
         if batch.vacated:
@@ -408,7 +284,7 @@ class Engine:
             self.journal.forget(batch.unreported)
             batch.unreported = []
 
-    def _settle_conflicts(self, batch: Batch, conflicted: list[Touch], redo: bool) -> list[int]:
+    def _redo_or_fail(self, batch: Batch, conflicted: list[Touch], redo: bool) -> list[int]:
         """Put the files of items another program changed mid-batch back in line
         with the library; do them again (from the new state) or report them."""
         again = []

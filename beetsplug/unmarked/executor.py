@@ -4,7 +4,7 @@ For each wave, ``hand_out`` gives every item with file work a unique
 destination, journals its tag write (with the fields' old and new values)
 and its move in one transaction, sends beets' ``write`` and
 ``before_item_moved`` events, then hands the tasks to the run's worker
-(workers.py: this process, or the helper process). ``settle_files`` applies
+(workers.py: this process, or the helper process). ``apply_files`` applies
 each report: the item is done (``after_write``, ``item_moved``), failed
 (the file where the report says), or untried (the worker stopped first).
 Nothing else in the engine touches an item's file, so a newcomer reads one
@@ -98,7 +98,7 @@ class Executor:
         if worker is None:
             return
         for kind, reports in worker.stop() or []:
-            self._settle(kind, reports, stopping=True)
+            self._apply(kind, reports, stopping=True)
         for handed in self._handed.values():  # never answered: the undo finds out
             self.log.debug("no report for the file work of item {}", handed.touch.id)
         self._handed.clear()
@@ -111,26 +111,26 @@ class Executor:
     def drain(self, open_at_most: int = 0) -> None:
         """Settle the worker's reports until at most ``open_at_most`` requests are open."""
         while self._worker is not None and self._worker.busy > open_at_most:
-            self._settle(*self._receive())
+            self._apply(*self._receive())
 
     def drain_files(self) -> None:
         """Settle the worker's reports until no file work is out (a request
         for destinations sent after the last one may stay open)."""
         while self._worker is not None and self._worker.awaits("files"):
-            self._settle(*self._receive())
+            self._apply(*self._receive())
 
     def _receive(self) -> Reply:
         assert self._worker is not None
         return self._worker.receive(cancelled=self.cancelled)
 
-    def _settle(self, kind: str, reports: list[Any], stopping: bool = False) -> None:
+    def _apply(self, kind: str, reports: list[Any], stopping: bool = False) -> None:
         """Apply the worker's reports; a lost claim ends the run after all of them are applied."""
         if kind == "destinations":  # for the wave that asked: kept until it finishes
             self._found.append(reports)
             return
         lost = None
         for report in reports:
-            lost = self.settle_files(report) or lost
+            lost = self.apply_files(report) or lost
         if lost is not None and not stopping:
             raise ClaimLost(lost)
 
@@ -154,8 +154,8 @@ class Executor:
         found: dict[int, bytes | ItemError] = {}
         while (index := self.helper.steal(wave.slot)) is not None:
             self.planner.find(wave.touches[index], found)
-        while not self._found:  # replies come in order: any files reports before it are settled
-            self._settle(*self._receive())
+        while not self._found:  # replies come in order: any files reports before it are applied
+            self._apply(*self._receive())
         reports = self._found.popleft()
         files = {touch.id: touch.file for touch in wave.touches}
         for report in reports:
@@ -174,7 +174,7 @@ class Executor:
         the helper's answer for it is read and dropped."""
         if wave.asked:
             while not self._found:
-                self._settle(*self._receive())
+                self._apply(*self._receive())
             self._found.popleft()
 
     # --- file work ------------------------------------------------------------------
@@ -183,8 +183,8 @@ class Executor:
         """Give the wave's file work to the worker: destinations (``found``:
         those the helper computed) and unique names here, every tag write and
         move journaled (one transaction), beets' ``write`` and
-        ``before_item_moved`` events sent, then the tasks; the reports settle
-        each item (``settle_files``), with ``after_write`` and ``item_moved``."""
+        ``before_item_moved`` events sent, then the tasks; the reports are
+        applied per item (``apply_files``), with ``after_write`` and ``item_moved``."""
         assert self._worker is not None
         plans = [handed for touch in touches if (handed := self._plan(touch, batch, found)) is not None]
         if not plans:
@@ -235,7 +235,7 @@ class Executor:
             return None
         return Handed(touch, batch, tags, dest)
 
-    def settle_files(self, done: FileDone) -> str | None:
+    def apply_files(self, done: FileDone) -> str | None:
         """An item's file work as the worker reports it: finish the item, fail
         it, or (stopping) record what was done. Returns a lost claim's message."""
         handed = self._handed.pop(done.key)
@@ -255,14 +255,14 @@ class Executor:
                 set_field(item, "mtime", done.mtime)
             plugins.send("after_write", item=item, path=touch.src)
         if handed.dest is not None and handed.move_intent is not None:
-            self._settle_move(handed, done)
+            self._apply_move(handed, done)
             if done.move_error is not None:
                 self.planner.fail(touch, ItemError(done.move_error))
                 return None
         self.planner.succeed(touch)
         return None
 
-    def _settle_move(self, handed: Handed, done: FileDone) -> None:
+    def _apply_move(self, handed: Handed, done: FileDone) -> None:
         touch, item, intent = handed.touch, handed.touch.item, handed.move_intent
         assert handed.dest is not None
         assert intent is not None

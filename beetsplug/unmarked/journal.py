@@ -135,10 +135,6 @@ class Journal:
     store: Store
     job: int
 
-    def intend(self, kind: str, entity: int, src: bytes, dst: bytes) -> int:
-        """Record one intent; its id."""
-        return self.intend_many([(kind, entity, src, dst)])[0]
-
     def intend_many(self, entries: Sequence[tuple[str, int, bytes, bytes]]) -> list[int]:
         """Intents ``(kind, entity, src, dst)`` in one transaction; their ids, in order."""
         if not entries:

@@ -128,7 +128,7 @@ class Rules:
         return {field: self.chain(field) for field in self.fields}
 
     def text(self, field: str, value: str) -> str:
-        """Run the chain until the text settles. A re-run must change nothing,
+        """Run the chain until the text stops changing. A re-run must change nothing,
         and the titlecase library alone is not idempotent ("a'B" -> "A'B" ->
         "A'b"), nor is it after the feat rule ("(feat. the" -> "(feat. The")."""
         if not value:

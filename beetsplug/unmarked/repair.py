@@ -67,7 +67,7 @@ def _exists(path: bytes) -> bool:
     return os.path.exists(util.syspath(path))
 
 
-def _settle(entity: Item | Album, intent: Intent) -> bool:
+def _moved(entity: Item | Album, intent: Intent) -> bool:
     """Decide one intent: True when the entity must point at ``dst``."""
     if entity[journal.PATH_FIELD[intent.kind]] != intent.src:
         return False  # stored already (== dst) or changed by someone since
@@ -88,7 +88,7 @@ def _repair_paths(lib: Library, intents: list[Intent], log: Log) -> int:
         entity = getter(intent.entity)  # a library error stops the repair; entries are kept
         try:
             remove_partial_copies(intent.dst)
-            if entity is None or not _settle(entity, intent):
+            if entity is None or not _moved(entity, intent):
                 continue
         except Exception as exc:  # this entry's files only: report, set aside, go on
             _set_aside(log, intent, intent.src, "the path repair", exc)

@@ -5,9 +5,10 @@
         job.run(sinks)                            # settle, select, engine, release
 
 ``open_job`` reads the config first, then takes the library lock (claim.py),
-settles what dead processes left (their job rows, their journal), and creates
-the job's row; nothing runs between the claim and the run that could leak the
-lock, and leaving the ``with`` block releases it on every path. ``adopt``
+settles what dead processes left (their job rows, their journal: the one
+sense of "settle" in this package), and creates the job's row; nothing runs
+between the claim and the run that could leak the lock, and leaving the
+``with`` block releases it on every path. ``adopt``
 does the same for a server process that finds a web job whose process died:
 it resumes that job under the same id, from the next item.
 """

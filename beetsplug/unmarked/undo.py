@@ -62,8 +62,8 @@ class Undo:
             return str(exc) or type(exc).__name__
         try:
             self.journal.forget(touch.intents)
-        except Exception:  # they describe a settled state now: the next run's repair only drops them
-            self.log.debug("could not forget settled intents", exc_info=True)
+        except Exception:  # they describe a state that holds now: the next run's repair only drops them
+            self.log.debug("could not forget the intents of a file put back", exc_info=True)
         touch.intents = []
         if touch.state is not COMMITTED:  # (a signal between a commit and its forget: nothing to put back)
             touch.to(UNDONE)

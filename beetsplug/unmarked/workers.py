@@ -1,7 +1,7 @@
 """Who does an item's file work: one interface, two workers.
 
 The engine turns each item's plan into a ``FileTask`` (write these tags,
-then move the file there), journals it, hands it to its worker and settles
+then move the file there), journals it, hands it to its worker and applies
 each item from the ``FileDone`` report. It never does file work itself, so
 an item's file goes through the same steps whoever does them:
 
