@@ -22,6 +22,7 @@ from beetsplug.unmarked.operations import OPERATIONS
 from beetsplug.unmarked.runner import Job, JobConfig, open_job
 
 from .audio import MESSY_TRACKS, make_track, read_tags
+from .consistency import consistent
 from .libenv import BEET, LibraryEnv, audio_files, read_only
 
 EXTS = ["flac", "ogg", "mp3"]
@@ -132,6 +133,31 @@ def test_pretend_and_real_agree_on_album_paths(env: LibraryEnv) -> None:
     paths = sorted(os.fsdecode(i.path) for i in fresh(env, items))
     assert paths[0].endswith("Main Artist/Collabs/03 Song feat. Someone.mp3")
     assert env.lib.get_album(album.id).albumartist == "Main Artist"
+
+
+@pytest.mark.parametrize("batch_size", [3, 7, 200])
+def test_albums_of_every_chunk_are_normalized_before_their_items_move(env: LibraryEnv, batch_size: int) -> None:
+    """A chunk's albums go to the library with the commit of the chunk
+    before's last batch (the first chunk's on their own): whatever the chunk
+    size, every item lands under its album's normalized fields."""
+    albums = []
+    for number in range(4):
+        tracks = [env.add_track(f"a{number}t{n}.ogg", {"title": f"Song {n}", "artist": "A", "tracknumber": str(n + 1),
+                                                       "album": f"Album  {number} "}) for n in range(5)]
+        album = env.lib.add_album(tracks)
+        album.albumartist, album.album = f" Band   {number}", f"Album  {number} "
+        album.store()
+        albums.append(album.id)
+    env.configure(unmarked={"batch_size": batch_size})
+    run = env.beet("process-unmarked")
+    assert "20 succeeded, 0 failed" in run.stdout
+    for number, album_id in enumerate(albums):
+        album = env.lib.get_album(album_id)
+        assert (album.albumartist, album.album) == (f"Band {number}", f"Album {number}")
+        for item in album.items():
+            assert item.path == item.destination()
+            assert os.fsdecode(item.path).split(os.sep)[-3:-1] == [f"Band {number}", f"Album {number}"]
+    consistent(env, env.incoming, env.lib_path)
 
 
 def test_force_and_query_narrowing(env: LibraryEnv) -> None:

@@ -45,12 +45,13 @@ class Committer:
         self.lib, self.journal, self.planner, self.guard, self.log = lib, journal, planner, guard, log
         self.attempts, self.pretend = attempts, pretend
 
-    def commit(self, batch: Batch) -> list[Touch]:
-        """Store the batch's items and markers in one transaction; the items
-        another program changed since they were read are not stored, and are
-        returned."""
+    def commit(self, batch: Batch, albums: Sequence[Album] = ()) -> list[Touch]:
+        """Store the batch's items and markers in one transaction, with
+        ``albums`` (normalized ones of the next chunk: see ``store_albums``);
+        the items another program changed since they were read are not
+        stored, and are returned."""
         storing = [touch for touch in batch.touches if touch.store]
-        if not storing:
+        if not storing and not albums:
             return []
         now = time.time()
         for touch in storing:
@@ -73,9 +74,11 @@ class Committer:
                               if current.get(touch.id) != touch.row or stored.album_of(touch.row) in changed]
             batch.left_out = {touch.id for touch in conflicted}
             store_many(tx, [touch.item for touch in storing if touch.id not in batch.left_out])
+            for album in albums:
+                self._store_album(album)
             return conflicted
 
-        conflicted = self.in_transaction([touch.item for touch in storing], store, committed=batch)
+        conflicted = self.in_transaction([*(touch.item for touch in storing), *albums], store, committed=batch)
         for touch in storing:
             touch.to(CONFLICTED if touch.id in batch.left_out else COMMITTED)
         return conflicted

@@ -62,7 +62,7 @@ from .waves import Waves
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from beets.library import Library
+    from beets.library import Album, Library
     from beets.logging import BeetsLogger
 
     from .claim import LibraryLock
@@ -133,6 +133,7 @@ class Engine:
         self.waves = Waves(op, settings, self.planner, self.executor, pretend=pretend)
         self.journal = record
         self._batch = Batch()  # the one being worked on (the undo's, if the run stops)
+        self._albums_stored = False  # the next chunk's normalized albums went with the last commit
         self._ahead: Batch | None = None  # the next batch, its first wave begun while this one commits
         self._redone: Counter[int] = Counter()
         self._reported: Counter[int] = Counter()  # item id -> outcomes reported (exactly one each, see _account)
@@ -225,10 +226,13 @@ class Engine:
         """Process one chunk of ids (``queue``, emptied as it goes); return
         True if asked to stop. ``later`` is the next chunk's: a batch's commit
         may begin its first wave (``Waves.look_ahead``)."""
-        albums = self.planner.normalized_albums(list(queue))
-        # Path formats read album-level fields from the album row, so changed
-        # albums are stored before any item moves. --pretend stores them in a
+        # Path formats read album-level fields from the album row, so a chunk's
+        # albums the rules change are stored before any of its items moves:
+        # with the commit of the chunk before's last batch (one commit a batch),
+        # or on their own for the first chunk. --pretend stores them in a
         # transaction it rolls back at the end of the chunk (held only then).
+        albums = [] if self._albums_stored else self.planner.normalized_albums(list(queue))
+        self._albums_stored = False
         scope: AbstractContextManager[Any] = rolled_back(self.lib) if self.pretend and albums else nullcontext()
         with scope:
             if albums:
@@ -241,24 +245,27 @@ class Engine:
                 if self.waves.fill(batch, queue, stop):
                     self._flush(batch, summary, sink, redo=False)
                     return True
-                queue.extend(self._flush(batch, summary, sink, ahead=queue or later))  # items another writer changed
+                last = not queue and not self.pretend  # the chunk's last batch (unless another writer interferes)
+                following = self.planner.normalized_albums(list(later)) if last else []
+                queue.extend(self._flush(batch, summary, sink, ahead=queue or later, albums=following))
+                self._albums_stored = last
                 if not queue:
                     return False
 
     # --- commit and report --------------------------------------------------------
 
     def _flush(self, batch: Batch, summary: Summary, sink: Sink, redo: bool = True,
-               ahead: deque[int] | None = None) -> list[int]:
-        """Commit the batch (items + markers), put back the items another
-        writer changed meanwhile, then report. Returns the ids to do again.
-        With ``ahead``, the next batch's first wave is begun from those ids
-        before the commit (``Waves.look_ahead``)."""
+               ahead: deque[int] | None = None, albums: Sequence[Album] = ()) -> list[int]:
+        """Commit the batch (items + markers, and ``albums``: the next chunk's,
+        normalized), put back the items another writer changed meanwhile, then
+        report. Returns the ids to do again. With ``ahead``, the next batch's
+        first wave is begun from those ids before the commit (``Waves.look_ahead``)."""
         self.waves.finish_pending(batch)
         if ahead:
             self._ahead = self.waves.look_ahead(ahead)
         self.executor.drain_files()  # every file of the batch reported before its commit
         batch.results = batch.known()
-        conflicted = self.committer.commit(batch)
+        conflicted = self.committer.commit(batch, albums)
         done = [touch for touch in batch.touches if touch not in conflicted]
         self.journal.forget([intent for touch in done for intent in touch.intents])
         for touch in done:
