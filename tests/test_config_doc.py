@@ -11,6 +11,8 @@ import yaml
 from beetsplug.unmarked import CONFIG_DEFAULTS
 from beetsplug.unmarked.engine import Settings
 
+from .libenv import LibraryEnv
+
 pytestmark = pytest.mark.fast
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -27,6 +29,10 @@ def test_readme_lists_every_option_with_its_default() -> None:
     assert readme_defaults() == CONFIG_DEFAULTS
 
 
-def test_engine_defaults_are_the_config_defaults() -> None:
-    assert (Settings().batch_size, Settings().batch_seconds) == (
-        CONFIG_DEFAULTS["batch_size"], CONFIG_DEFAULTS["batch_seconds"])
+def test_a_fresh_configuration_gives_the_engine_what_the_readme_says() -> None:
+    """Through beets' own configuration (the plugin loaded, nothing set by the
+    user), the engine gets the README's values, not just a copy of a constant."""
+    with LibraryEnv() as env:
+        settings = Settings.from_config(env.config["unmarked"])
+    documented = readme_defaults()
+    assert (settings.batch_size, settings.batch_seconds) == (documented["batch_size"], documented["batch_seconds"])
