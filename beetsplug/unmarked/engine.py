@@ -118,20 +118,20 @@ class Engine:
             raise ValueError("a real run needs the journal")
         self.lib, self.op, self.settings, self.log, self.pretend = lib, op, settings, log, pretend
         self.guard: Callable[[], None] = guard or (lambda: None)
-        record = journal if journal is not None else NoJournal()
+        journaled = journal if journal is not None else NoJournal()
         id3v23 = beets.config["id3v23"].get(bool)
         self.clutter = beets.config["clutter"].as_str_seq()
         self.planner = Planner(lib, op, rules, force=force, pretend=pretend, log=log)
-        self.executor = Executor(lib, op, self.planner, record, guard=self.guard, log=log, claim=claim,
+        self.executor = Executor(lib, op, self.planner, journaled, guard=self.guard, log=log, claim=claim,
                                  id3v23=id3v23)
-        self.committer = Committer(lib, record, self.planner, guard=self.guard, log=log,
+        self.committer = Committer(lib, journaled, self.planner, guard=self.guard, log=log,
                                    attempts=settings.commit_attempts, pretend=pretend)
-        self.undo = Undo(lib, record, log=log, id3v23=id3v23, clutter=self.clutter,
+        self.undo = Undo(lib, journaled, log=log, id3v23=id3v23, clutter=self.clutter,
                          media_changes=self.planner.media_changes)
-        self.art = ArtMover(lib, record, guard=self.guard, log=log, clutter=self.clutter,
+        self.art = ArtMover(lib, journaled, guard=self.guard, log=log, clutter=self.clutter,
                             store=self.committer.store_art)
         self.waves = Waves(op, settings, self.planner, self.executor, pretend=pretend)
-        self.journal = record
+        self.journal = journaled
         self._batch = Batch()  # the one being worked on (the undo's, if the run stops)
         self._albums_stored = False  # the next chunk's normalized albums went with the last commit
         self._ahead: Batch | None = None  # the next batch, its first wave begun while this one commits
