@@ -24,31 +24,13 @@ from beetsplug.unmarked.jobs import JobStore, store_path
 from beetsplug.unmarked.journal import Journal, pending
 from beetsplug.unmarked.normalize import Rules
 from beetsplug.unmarked.operations import OPERATIONS
-from beetsplug.unmarked.results import ItemResult, Summary
+from beetsplug.unmarked.results import Summary
 
 from .audio import MESSY_TRACKS
 from .libenv import LibraryEnv
+from .shared import Recorder
 
 EXTS = ["flac", "ogg", "mp3"]
-
-
-class Recorder:
-    def __init__(self, cancel_after: int | None) -> None:
-        self.results: list[tuple[int, ItemResult]] = []
-        self.cancel_after = cancel_after
-        self.summary: Summary | None = None
-
-    def start(self, total: int) -> None:
-        pass
-
-    def items(self, numbered: list[tuple[int, ItemResult]], summary: Summary) -> None:
-        self.results += numbered
-
-    def done(self, summary: Summary) -> None:
-        self.summary = summary
-
-    def stop(self) -> bool:
-        return self.cancel_after is not None and len(self.results) >= self.cancel_after
 
 
 def run_once(count: int, op: str, batch_size: int, seconds: float, helper: bool,

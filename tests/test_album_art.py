@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from .libenv import LibraryEnv
-from .test_web_api import add_many
+from .shared import add_many
 
 
 def test_art_in_place_is_not_renamed_again(env: LibraryEnv) -> None:

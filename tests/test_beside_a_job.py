@@ -13,7 +13,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
-import subprocess
 import time
 import traceback
 from pathlib import Path
@@ -25,10 +24,11 @@ from beetsplug.unmarked.journal import pending
 
 from .consistency import consistent
 from .gates import library_write_lock, wait_for
-from .libenv import BEET, LibraryEnv
+from .libenv import LibraryEnv
 from .servers import beet_web, web_settings
+from .shared import add_many, start_beet
 from .test_helper import without_helper
-from .test_web_api import add_many, wait_status
+from .test_web_api import wait_status
 
 EXTS = ["flac", "ogg", "mp3"]
 # The path format reads an album-level field (``mood``) that another program
@@ -82,11 +82,6 @@ def marked_not_at_destination(env: LibraryEnv) -> list[tuple[int, str, str]]:
         if item.get("renamed") is not None and item.path != item.destination():
             wrong.append((item.id, os.fsdecode(item.path), os.fsdecode(item.destination())))
     return wrong
-
-
-def start_beet(env: LibraryEnv, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([BEET, *args], env={**os.environ, "BEETSDIR": str(env.temp_path)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 # --- the look-ahead wave and album edits --------------------------------------------

@@ -14,7 +14,6 @@ import random
 import shutil
 import signal
 import sqlite3
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -25,22 +24,20 @@ from typing import Any
 
 import beets.context
 import pytest
-from beets import logging
 from beets.library import Item
 from mediafile import MediaFile
 
-from beetsplug.unmarked.engine import Engine, Settings
+from beetsplug.unmarked.engine import Engine
 from beetsplug.unmarked.errors import ClaimLost, StoreError
 from beetsplug.unmarked.jobs import JobStore, store_path
 from beetsplug.unmarked.journal import Journal, pending, unreported
-from beetsplug.unmarked.normalize import Rules
-from beetsplug.unmarked.operations import OPERATIONS
 from beetsplug.unmarked.results import ItemResult, Summary
 from beetsplug.unmarked.waves import FIRST_WAVE
 
 from .audio import MESSY_TRACKS, read_tags, write_tags
 from .consistency import consistent
-from .libenv import BEET, LibraryEnv, audio_files, read_only
+from .libenv import LibraryEnv, audio_files, read_only
+from .shared import Recorder, engine, start_beet, wait_while_running
 
 SHM = Path("/dev/shm")
 
@@ -73,27 +70,6 @@ def add_noise_tracks(env: LibraryEnv, count: int) -> list[int]:
         env.lib.add(item)
         ids.append(item.id)
     return ids
-
-
-def beet_env(env: LibraryEnv, **extra: str) -> dict[str, str]:
-    return {**os.environ, "BEETSDIR": str(env.temp_path), "HOME": str(env.temp_path), **extra}
-
-
-def start(env: LibraryEnv, *args: str, **extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([BEET, *args], env=beet_env(env, **extra), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def wait_until(proc: subprocess.Popen[str], ready: Any, timeout: float = 60) -> bool:
-    """Poll ``ready()`` until true; False if the process ended first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.002)
-    raise AssertionError("the run never got there")
 
 
 def leftovers(*roots: Path) -> list[Path]:
@@ -160,7 +136,7 @@ def test_ctrl_c_across_filesystems_leaves_library_and_disk_agreeing(shm_music: P
             env.configure(unmarked={"batch_seconds": 0.05})
             ids = add_noise_tracks(env, 24)
             store = JobStore(store_path(env.lib))
-            proc = start(env, "process-unmarked")
+            proc = start_beet(env, "process-unmarked")
             target = rng.randrange(20)  # aim at the move of a random item, by what the journal shows
 
             def reached() -> bool:
@@ -168,7 +144,7 @@ def test_ctrl_c_across_filesystems_leaves_library_and_disk_agreeing(shm_music: P
                 jobs = store.list(1)
                 return moving or bool(jobs and jobs[0]["current"] > target)
 
-            if wait_until(proc, reached):
+            if wait_while_running(proc, reached):
                 time.sleep(rng.uniform(0, 0.008))
                 proc.send_signal(signal.SIGINT)
             proc.communicate(timeout=120)
@@ -193,8 +169,8 @@ def test_library_locked_past_all_retries_puts_the_batch_back(env: LibraryEnv) ->
         env.add_track(f"{n:03d}.{['flac', 'ogg', 'mp3'][n % 3]}", {**tags, "title": f"{tags['title']} {n}"})
     before = {item.id: (item.path, item.title) for item in env.lib.items()}
     store = JobStore(store_path(env.lib))
-    run = start(env, "process-unmarked")
-    assert wait_until(run, lambda: bool(pending(store))), run.communicate()
+    run = start_beet(env, "process-unmarked")
+    assert wait_while_running(run, lambda: bool(pending(store))), run.communicate()
     holder = sqlite3.connect(env.settings["library"], isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another writer that outlasts every retry
     try:
@@ -267,8 +243,8 @@ def test_a_change_another_program_commits_mid_run_survives(env: LibraryEnv) -> N
              for n in range(40)]
     target = items[0].id  # done first, committed last
     store = JobStore(store_path(env.lib))
-    run = start(env, "normalize-unmarked", SLOW_WRITE="0.1")
-    assert wait_until(run, lambda: any(m.entity == target for m in pending(store))), run.communicate()
+    run = start_beet(env, "normalize-unmarked", SLOW_WRITE="0.1")
+    assert wait_while_running(run, lambda: any(m.entity == target for m in pending(store))), run.communicate()
     env.beet("modify", "-y", "-w", "title=Edited  by   Hand", "comments=mine", f"id:{target}")
     assert run.poll() is None, "the edit must land before the run commits, or this test shows nothing"
     out, err = run.communicate(timeout=120)
@@ -342,22 +318,6 @@ def test_mark_and_unmark_tell_other_plugins(env: LibraryEnv) -> None:
 # --- fencing, a failing journal, resuming (in-process) ----------------------------------
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.started: list[int] = []
-        self.results: list[tuple[int, ItemResult]] = []
-        self.summary: Summary | None = None
-
-    def start(self, total: int) -> None:
-        self.started.append(total)
-
-    def items(self, numbered: list[tuple[int, ItemResult]], summary: Summary) -> None:
-        self.results += numbered
-
-    def done(self, summary: Summary) -> None:
-        self.summary = summary
-
-
 class FailingJournal(Journal):
     """The journal's store becomes unusable after ``good`` intents."""
 
@@ -373,14 +333,6 @@ class FailingJournal(Journal):
     def intend_many(self, entries: Sequence[tuple[str, int, bytes, bytes]]) -> list[int]:
         self._spend(len(entries))
         return super().intend_many(entries)
-
-
-def engine(env: LibraryEnv, op: str, journal: Journal | None = None, cls: type[Engine] = Engine,
-           **kwargs: Any) -> Engine:
-    store = JobStore(store_path(env.lib))
-    return cls(env.lib, OPERATIONS[op], rules=Rules.from_config(env.config["unmarked"]),
-                  settings=Settings(batch_size=200, batch_seconds=60), log=logging.getLogger("beets.unmarked"),
-                  journal=journal or Journal(store, 1), **kwargs)
 
 
 def untouched(env: LibraryEnv, before: dict[int, tuple[bytes, str]]) -> None:

@@ -20,7 +20,7 @@ from .consistency import consistent
 from .gates import in_flight, library_write_lock, off_the_library, running_job, wait_for, wait_in_flight
 from .libenv import BEET, LibraryEnv, audio_files, tmpfs
 from .servers import beet_web, web_settings
-from .test_web_api import add_many
+from .shared import add_many
 
 
 def start_cli(env: LibraryEnv, *args: str) -> subprocess.Popen[str]:

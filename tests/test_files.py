@@ -29,7 +29,8 @@ from beetsplug.unmarked.journal import Intent, Journal, pending
 
 from .consistency import consistent
 from .fulltracks import base_track, full_track, samples_hash
-from .libenv import BEET, LibraryEnv, audio_files, read_only, tmpfs
+from .libenv import LibraryEnv, audio_files, read_only, tmpfs
+from .shared import start_beet
 from .test_untearable import newest_job, temps
 
 ROOT = os.geteuid() == 0
@@ -249,11 +250,6 @@ def test_disk_fills_while_the_tags_go_into_the_copy(env: LibraryEnv, disk: Path)
 # --- interrupted and killed runs ---------------------------------------------------
 
 
-def start(env: LibraryEnv, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([BEET, *args], env={**os.environ, "BEETSDIR": str(env.temp_path)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
 def test_ctrl_c_during_a_copy_write_leaves_no_temp_file(env: LibraryEnv) -> None:
     """SIGINT the moment a temp file exists: the KeyboardInterrupt that follows
     removes it on its way out (no repair needed)."""
@@ -262,7 +258,7 @@ def test_ctrl_c_during_a_copy_write_leaves_no_temp_file(env: LibraryEnv) -> None
     env.configure(unmarked={"feat_format": "featuring"})
     caught = 0
     for _ in range(4):
-        proc = start(env, "normalize-unmarked")
+        proc = start_beet(env, "normalize-unmarked", text=False)
         seen: list[Path] = []
         while proc.poll() is None and not seen:
             seen = temps(env.lib_path)
@@ -283,7 +279,7 @@ def kill_with_pending(env: LibraryEnv, op: str = "normalize-unmarked", kind: str
     return what the journal holds."""
     store = JobStore(store_path(env.lib))
     before = newest_job(store)
-    proc = start(env, op)
+    proc = start_beet(env, op, text=False)
     found: list[Intent] = []
     deadline = time.monotonic() + 60
 

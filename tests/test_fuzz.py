@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from .libenv import LibraryEnv
 from .servers import Server, beet_web, web_settings
-from .test_web_api import add_many
+from .shared import add_many
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 

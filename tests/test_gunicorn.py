@@ -13,8 +13,8 @@ from .consistency import consistent
 from .gates import library_write_lock, running_job, store, wait_for
 from .libenv import LibraryEnv
 from .servers import gunicorn, web_settings
+from .shared import add_many
 from .sse_client import EventSource
-from .test_web_api import add_many
 
 TIMEOUT = 2  # gunicorn --timeout, seconds
 HELD = TIMEOUT + 1.5  # how long past its start the job is held (under beets' 5 s lock timeout)

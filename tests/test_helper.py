@@ -24,10 +24,11 @@ from mediafile import MediaFile
 
 from beetsplug.unmarked.jobs import store_path
 
-from .audio import MESSY_TRACKS, read_tags
+from .audio import read_tags
 from .consistency import consistent
-from .gates import progress, store
+from .gates import library_write_lock, progress, store
 from .libenv import BEET, LibraryEnv, audio_files
+from .shared import populate
 
 EXTS = ["flac", "ogg", "mp3"]
 NO_HELPER = '''
@@ -39,17 +40,6 @@ class Listens(BeetsPlugin):
         super().__init__()
         self.register_listener("item_moved", lambda item, source, destination: None)
 '''
-
-
-def populate(env: LibraryEnv, count: int) -> None:
-    for n in range(count):
-        tags = dict(MESSY_TRACKS[n % len(MESSY_TRACKS)])
-        tags["title"] = f"{tags['title']} {n}"
-        tags["tracknumber"] = str(n % 12 + 1)
-        env.add_track(f"{n:04d}.{EXTS[n % 3]}", tags, where=env.incoming if n % 2 else env.lib_path / "unsorted")
-    items = list(env.lib.items())
-    for start in range(0, len(items) // 2, 10):
-        env.lib.add_album(items[start:start + 10])
 
 
 def without_helper(env: LibraryEnv) -> None:
@@ -127,12 +117,17 @@ def holds_file(pid: int, path: str) -> bool:
         return False
 
 
-def started(env: LibraryEnv, op: str = "process-unmarked") -> tuple[subprocess.Popen[str], int]:
-    """A real run, once its helper works on files (some item in flight or done)."""
+def started(env: LibraryEnv, op: str = "process-unmarked", *, hold_helper: bool = False
+            ) -> tuple[subprocess.Popen[str], int]:
+    """A real run, once its helper has been handed files (some item in flight
+    or done). ``hold_helper``: the helper is stopped (SIGSTOP) before it is
+    handed anything, so work waits on it whatever the machine's speed."""
     jobs = store(env)
     proc = subprocess.Popen([BEET, op], env={**os.environ, "BEETSDIR": str(env.temp_path)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     child = helper_pid(proc.pid)
+    if hold_helper:
+        os.kill(child, signal.SIGSTOP)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         job = jobs.list(1)
@@ -167,7 +162,7 @@ def test_a_helper_that_dies_stops_the_run_and_its_batch_is_put_back(env: Library
     populate(env, 120)
     env.configure(unmarked={"batch_seconds": 60, "batch_size": 1000})  # one batch: nothing committed yet
     before = {item.id: (item.path, item.title) for item in env.lib.items()}
-    proc, child = started(env)
+    proc, child = started(env, hold_helper=True)  # files handed to it, not all done
     os.kill(child, signal.SIGKILL)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, (out, err)
@@ -186,9 +181,10 @@ def test_ctrl_c_stops_the_helper_first_then_puts_the_batch_back(env: LibraryEnv)
     populate(env, 120)
     env.configure(unmarked={"batch_seconds": 60, "batch_size": 1000})
     before = {item.id: (item.path, item.title) for item in env.lib.items()}
-    proc, child = started(env)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    with library_write_lock(env):  # the run cannot finish (gates.py): Ctrl-C lands mid-run on any machine
+        proc, child = started(env)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (out, err)
     assert not alive(child)
     assert {item.id: (item.path, item.title) for item in env.lib.items()} == before

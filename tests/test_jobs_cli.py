@@ -11,7 +11,7 @@ from beetsplug.unmarked.journal import pending
 
 from .gates import library_write_lock, wait_for
 from .libenv import BEET, LibraryEnv
-from .test_web_api import add_many
+from .shared import add_many
 
 
 def test_status_counts_per_operation(env: LibraryEnv) -> None:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -26,24 +24,16 @@ from beetsplug.unmarked.web.adopter import ADOPT_EVERY
 
 from .consistency import consistent
 from .gates import library_write_lock, store, wait_for
-from .libenv import BEET, LibraryEnv, audio_files
+from .libenv import LibraryEnv, audio_files
 from .servers import beet_web, gunicorn, web_settings
+from .shared import add_many, start_beet
 from .sse_client import EventSource
-from .test_web_api import add_many, wait_status
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 30, what: str = "condition") -> None:
-    wait_for(condition, what, timeout)
+from .test_web_api import wait_status
 
 
 def working(env: LibraryEnv) -> bool:
     """A job has touched at least one file (its journal has a pending intent)."""
     return bool(pending(store(env)))
-
-
-def start_beet(env: LibraryEnv, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen[str]:
-    return subprocess.Popen([*prefix, BEET, *args], env={**os.environ, "BEETSDIR": str(env.temp_path)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_a_paused_job_still_owns_the_library(env: LibraryEnv) -> None:
@@ -52,7 +42,7 @@ def test_a_paused_job_still_owns_the_library(env: LibraryEnv) -> None:
     add_many(env, 60)
     with library_write_lock(env):
         first = start_beet(env, "process-unmarked")
-        wait_until(lambda: working(env), what="the first run to work on a file")
+        wait_for(lambda: working(env), "the first run to work on a file")
         first.send_signal(signal.SIGSTOP)
     try:
         time.sleep(16)
@@ -74,7 +64,7 @@ def test_a_run_from_another_pid_namespace_sees_the_running_job(env: LibraryEnv) 
     add_many(env, 30)
     with library_write_lock(env):
         first = start_beet(env, "process-unmarked")
-        wait_until(lambda: working(env), what="the first run to work on a file")
+        wait_for(lambda: working(env), "the first run to work on a file")
         other = start_beet(env, "normalize-unmarked", prefix=("unshare", "--pid", "--fork", "--mount-proc"))
         out, err = other.communicate(timeout=60)
     assert other.returncode == 1, out + err
@@ -96,8 +86,8 @@ def test_a_job_store_deleted_mid_run_stops_the_job_and_admits_no_second(env: Lib
         first = start_beet(env, "process-unmarked")
         # 10 items, each journaled twice (tags, move), every file moved (the
         # helper process may do the file work after the journaling): waiting to commit
-        wait_until(lambda: len(pending(store(env))) == 20 and len(audio_files(env.lib_path)) == 10,
-                   what="the batch to wait at its commit")
+        wait_for(lambda: len(pending(store(env))) == 20 and len(audio_files(env.lib_path)) == 10,
+                 "the batch to wait at its commit")
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(path + suffix):
                 os.remove(path + suffix)
@@ -160,7 +150,7 @@ def test_ctrl_c_exits_130(env: LibraryEnv) -> None:
     add_many(env, 30)
     with library_write_lock(env):
         run = start_beet(env, "process-unmarked")
-        wait_until(lambda: working(env), what="the run to work on a file")
+        wait_for(lambda: working(env), "the run to work on a file")
         run.send_signal(signal.SIGINT)
     out, err = run.communicate(timeout=120)
     assert run.returncode == 130, out + err
@@ -176,7 +166,7 @@ def test_sigterm_and_sighup_put_the_batch_back(env: LibraryEnv, signum: int) -> 
     ids = add_many(env, 30)
     with library_write_lock(env):
         run = start_beet(env, "process-unmarked")
-        wait_until(lambda: working(env), what="the run to work on a file")
+        wait_for(lambda: working(env), "the run to work on a file")
         run.send_signal(signum)
     out, err = run.communicate(timeout=120)
     assert run.returncode == 128 + signum, out + err
@@ -212,7 +202,7 @@ def test_a_killed_gunicorn_worker_s_job_is_finished_by_another_worker(env: Libra
     try:
         with library_write_lock(env):
             job = server.post("/api/jobs", json={"op": "process"}).json()["job"]
-            wait_until(lambda: working(env), what="the job to work on a file")
+            wait_for(lambda: working(env), "the job to work on a file")
             worker = store(env).get(job)["pid"]
             os.kill(worker, signal.SIGKILL)
         summary = wait_status(server, job, {"completed", "failed", "interrupted"}, timeout=60)
@@ -238,7 +228,7 @@ def test_gunicorn_preload_workers_answer_and_adopt(env: LibraryEnv) -> None:
         assert answers == [200] * 16
         with library_write_lock(env):
             job = server.post("/api/jobs", json={"op": "process"}).json()["job"]
-            wait_until(lambda: working(env), what="the job to work on a file")
+            wait_for(lambda: working(env), "the job to work on a file")
             worker = store(env).get(job)["pid"]
             assert worker != server.proc.pid, "a worker runs the job, not the master"
             os.kill(worker, signal.SIGKILL)
@@ -259,7 +249,7 @@ def test_a_read_only_server_resumes_nothing(env: LibraryEnv) -> None:
     server = beet_web(env)
     with library_write_lock(env):
         job = server.post("/api/jobs", json={"op": "process"}).json()["job"]
-        wait_until(lambda: working(env), what="the job to work on a file")
+        wait_for(lambda: working(env), "the job to work on a file")
         server.kill()
         server.stop()
     web_settings(env, readonly=True)
@@ -289,7 +279,7 @@ def test_beet_web_killed_and_restarted_finishes_the_job(env: LibraryEnv) -> None
             job = server.post("/api/jobs", json={"op": "process"}).json()["job"]
             early = EventSource(server.url(f"/api/jobs/{job}/events"))
             seen = [next(iter(early.one_connection()))]  # the start event, from the first server
-            wait_until(lambda: working(env), what="the job to work on a file")
+            wait_for(lambda: working(env), "the job to work on a file")
             server.kill()
     finally:
         server.stop()

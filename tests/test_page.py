@@ -22,8 +22,8 @@ from .consistency import consistent
 from .gates import library_write_lock, off_the_library, running_job, store, wait_for, wait_in_flight
 from .libenv import BEET, LibraryEnv
 from .servers import Server, beet_web, gunicorn, web_settings
+from .shared import add_many
 from .sse_client import EventSource
-from .test_web_api import add_many
 
 pytestmark = pytest.mark.browser
 

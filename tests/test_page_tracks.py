@@ -11,8 +11,9 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from .libenv import LibraryEnv
 from .servers import Server, beet_web, web_settings
+from .shared import add_many
 from .test_page import SCREENSHOTS, XSS_NAME, browser, open_page, page  # noqa: F401  (fixtures)
-from .test_web_api import add_many, marked_ids
+from .test_web_api import marked_ids
 from .test_web_marking import Snapshot, messy_album
 
 pytestmark = pytest.mark.browser

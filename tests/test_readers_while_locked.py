@@ -7,7 +7,7 @@ import time
 from .gates import library_write_lock, wait_in_flight
 from .libenv import LibraryEnv
 from .servers import Server
-from .test_web_api import add_many
+from .shared import add_many
 
 
 def test_the_page_s_reads_answer_while_the_job_waits_for_the_library(env: LibraryEnv, server: Server) -> None:

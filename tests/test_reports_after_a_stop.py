@@ -8,37 +8,20 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 import pytest
 from beets import logging
 
-from beetsplug.unmarked.engine import Engine, Settings
 from beetsplug.unmarked.events import done_event, item_event, start_event
 from beetsplug.unmarked.jobs import JobStore, store_path
 from beetsplug.unmarked.journal import UNREPORTED, Journal
-from beetsplug.unmarked.normalize import Rules
 from beetsplug.unmarked.operations import OPERATIONS
 from beetsplug.unmarked.results import ItemResult, Summary
 from beetsplug.unmarked.runner import JobConfig, adopt, open_job
 
 from .consistency import consistent
 from .libenv import LibraryEnv
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.results: list[tuple[int, ItemResult]] = []
-        self.summary: Summary | None = None
-
-    def start(self, total: int) -> None:
-        pass
-
-    def items(self, numbered: list[tuple[int, ItemResult]], summary: Summary) -> None:
-        self.results += numbered
-
-    def done(self, summary: Summary) -> None:
-        self.summary = summary
+from .shared import Recorder, engine
 
 
 class CtrlCWhileShown(Recorder):
@@ -53,13 +36,6 @@ class CtrlCWhileShown(Recorder):
         super().items(numbered, summary)
         if self.calls == 1:
             raise KeyboardInterrupt
-
-
-def engine(env: LibraryEnv, op: str, **kwargs: Any) -> Engine:
-    store = JobStore(store_path(env.lib))
-    return Engine(env.lib, OPERATIONS[op], rules=Rules.from_config(env.config["unmarked"]),
-                  settings=Settings(batch_size=200, batch_seconds=60), log=logging.getLogger("beets.unmarked"),
-                  journal=Journal(store, 1), **kwargs)
 
 
 def tracks(env: LibraryEnv, count: int) -> list[int]:

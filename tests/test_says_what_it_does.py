@@ -25,24 +25,14 @@ from pathlib import Path
 import pytest
 from mediafile import MediaFile
 
-from .audio import MESSY_TRACKS
 from .consistency import consistent
 from .gates import progress, store, wait_for
 from .libenv import BEET, LibraryEnv
+from .shared import populate, stopped_run
 from .test_helper import alive, helper_pid
 
 EXTS = ["flac", "ogg", "mp3"]
 FOREIGN = {"genre": "Field Recording", "comments": "ripped by hand", "lyrics": "la la la"}
-
-
-def populate(env: LibraryEnv, count: int) -> list[int]:
-    ids = []
-    for n in range(count):
-        tags = dict(MESSY_TRACKS[n % len(MESSY_TRACKS)])
-        tags["title"] = f"{tags['title']} {n}"
-        tags["tracknumber"] = str(n % 12 + 1)
-        ids.append(env.add_track(f"{n:04d}.{EXTS[n % 3]}", tags).id)
-    return ids
 
 
 def summary_line(out: str, op: str) -> str:
@@ -51,7 +41,7 @@ def summary_line(out: str, op: str) -> str:
 
 @pytest.mark.parametrize("seconds", [0, 0.02])
 def test_every_item_of_a_rename_is_done_or_reported(env: LibraryEnv, seconds: float) -> None:
-    ids = populate(env, 60)
+    ids = populate(env, 60, albums=False)
     env.configure(unmarked={"batch_seconds": seconds})
     run = env.beet("rename-unmarked")
     line = summary_line(run.stdout, "rename-unmarked")
@@ -84,33 +74,13 @@ def foreign_lost(env: LibraryEnv) -> list[str]:
     return lost
 
 
-def interrupted_run(env: LibraryEnv, how: signal.Signals, share: float) -> int:
-    """A real ``beet process-unmarked`` stopped by ``how`` once ``share`` of
-    its items are done or under way (aimed by progress, not time)."""
-    jobs = store(env)
-    before = (jobs.list(1) or [{"job": 0}])[0]["job"]
-    proc = subprocess.Popen([BEET, "process-unmarked"], env={**os.environ, "BEETSDIR": str(env.temp_path)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        job = jobs.list(1)
-        if job and job[0]["job"] > before and job[0]["total"]:
-            if progress(env, job[0]["job"]) >= max(1, round(share * job[0]["total"])):
-                break
-        time.sleep(0.002)
-    proc.send_signal(how)
-    proc.communicate(timeout=120)
-    return proc.returncode
-
-
 @pytest.mark.parametrize(("how", "share"), [(signal.SIGINT, 0.3), (signal.SIGTERM, 0.5),
                                             (signal.SIGHUP, 0.2), (signal.SIGKILL, 0.4)])
 def test_tags_other_tools_wrote_survive_a_stopped_run(env: LibraryEnv, how: signal.Signals, share: float) -> None:
-    populate(env, 90)
+    populate(env, 90, albums=False)
     env.configure(unmarked={"batch_size": 1000, "batch_seconds": 3600})  # one batch: the stop lands in it
     add_foreign_tags(env)
-    interrupted_run(env, how, share)
+    stopped_run(env, "process-unmarked", how, share)
     if how != signal.SIGKILL:  # (killed, items may point at files moved but not recorded until the next run)
         assert foreign_lost(env) == [], "the stopped run kept what it did not change"
     env.beet("process-unmarked")  # the next run: repair (after kill -9), then the rest
@@ -124,7 +94,7 @@ def test_tags_other_tools_wrote_survive_a_stopped_run(env: LibraryEnv, how: sign
 
 def stopped_helper_run(env: LibraryEnv) -> tuple[subprocess.Popen[str], int]:
     """A real run whose helper process is stopped (SIGSTOP) with work handed to it."""
-    populate(env, 120)
+    populate(env, 120, albums=False)
     env.configure(unmarked={"batch_size": 1000, "batch_seconds": 3600})
     jobs = store(env)
     proc = subprocess.Popen([BEET, "process-unmarked"], env={**os.environ, "BEETSDIR": str(env.temp_path)},

@@ -14,8 +14,8 @@ from pathlib import Path
 from .gates import library_write_lock, store
 from .libenv import LibraryEnv
 from .servers import Server, beet_web, web_settings
+from .shared import add_many
 from .sse_client import EventSource
-from .test_web_api import add_many
 
 
 def rss_mib(pid: int) -> float:

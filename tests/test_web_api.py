@@ -14,19 +14,11 @@ from .consistency import consistent
 from .gates import library_write_lock, store, wait_in_flight
 from .libenv import LibraryEnv
 from .servers import Server, beet_web, web_settings
+from .shared import add_many
 from .sse_client import EventSource
 from .test_operations import hold_library
 
 EXTS = ["flac", "ogg", "mp3"]
-
-
-def add_many(env: LibraryEnv, count: int, artist: str = "Artist") -> list[int]:
-    """Tracks whose titles all need normalizing (so every item writes its file)."""
-    items = env.add_tracks(
-        (f"{artist}{n:04d}.{EXTS[n % 3]}", {"title": f"  Song   {n} ft. X", "artist": artist, "album": "LP"})
-        for n in range(count)
-    )
-    return [item.id for item in items]
 
 
 def wait_status(server: Server, job: int, statuses: set[str], timeout: float = 60) -> dict:

@@ -22,7 +22,8 @@ from beetsplug.unmarked.jobs import JobStore, store_path
 from .gates import library_write_lock, running_job, wait_for
 from .libenv import LibraryEnv
 from .servers import Server, beet_web, gunicorn, web_settings
-from .test_web_api import add_many, marked_ids, wait_status
+from .shared import add_many
+from .test_web_api import marked_ids, wait_status
 
 # --- what a request may and may not have changed --------------------------------
 
@@ -54,7 +55,12 @@ def job_rows(env: LibraryEnv) -> list[tuple[Any, ...]]:
     if not os.path.exists(path):
         return []
     with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT id, status FROM jobs").fetchall()
+        try:
+            return conn.execute("SELECT id, status FROM jobs").fetchall()
+        except sqlite3.OperationalError as exc:  # the server is creating the store this instant: no job yet
+            if "no such table" not in str(exc):
+                raise
+            return []
 
 
 class Snapshot:
