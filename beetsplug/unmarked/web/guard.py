@@ -10,7 +10,10 @@ request of the app, not only of our blueprint:
 
 - a ``Host`` the server is not meant to be reached by gets 403 (hosts.py);
 - a request that changes something (any method but GET, HEAD, OPTIONS) from
-  another site gets 403, unless ``web.cors`` lets that origin in.
+  another site gets 403, unless ``web.cors`` lets that origin in;
+- its body must stay within MAX_BODY bytes and MAX_DEPTH levels of nesting
+  (400 naming the limit): a deep JSON array made Python's parser raise
+  RecursionError, a 500, in our views and in beets' ``PATCH``.
 
 Why not Flask's ``TRUSTED_HOSTS``: as of Flask 3.1 / Werkzeug 3.1 it matches
 names and ``.suffix`` entries only; it cannot say "any loopback address"
@@ -27,9 +30,10 @@ from urllib.parse import urlsplit
 
 import beets
 from flask import jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .hosts import allowed
-from .validate import ApiError
+from .validate import MAX_BODY, ApiError, check_body, too_large
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -41,6 +45,9 @@ def guard(app: Flask) -> None:
     """Run ``check`` first, before every request of ``app`` (call once per app)."""
     app.before_request_funcs.setdefault(None, []).insert(0, check)
     app.register_error_handler(ApiError, _as_json)
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.register_error_handler(RequestEntityTooLarge, too_large)
 
 
 def check() -> None:
@@ -54,6 +61,7 @@ def check() -> None:
         reason = cross_site_reason()
         if reason:
             raise ApiError(403, reason)
+        check_body()  # size and depth, for beets' own PATCH bodies as for ours
 
 
 def _as_json(error: ApiError) -> Any:
