@@ -40,6 +40,7 @@ from beetsplug.unmarked.results import ItemResult, Summary
 from .audio import MESSY_TRACKS, read_tags, write_tags
 from .consistency import consistent
 from .libenv import BEET, LibraryEnv, audio_files, read_only
+from .signals import sigint_ignored
 
 SHM = Path("/dev/shm")
 
@@ -145,6 +146,7 @@ def on_shm(env: LibraryEnv, music: Path) -> None:
     beets.context.set_music_dir(env.lib.directory)  # relative paths expand against it
 
 
+@pytest.mark.usefixtures("sigint_delivered")
 def test_ctrl_c_across_filesystems_leaves_library_and_disk_agreeing(shm_music: Path) -> None:
     """Moves into the library are copy + delete; SIGINT lands at random
     instants while moves are pending. After each: every item's file exists,
@@ -160,6 +162,7 @@ def test_ctrl_c_across_filesystems_leaves_library_and_disk_agreeing(shm_music: P
             ids = add_noise_tracks(env, 24)
             store = JobStore(store_path(env.lib))
             proc = start(env, "process-unmarked")
+            assert not sigint_ignored(proc.pid), "the run can be interrupted (conftest: sigint_delivered)"
             target = rng.randrange(20)  # aim at the move of a random item, by what the journal shows
 
             def reached() -> bool:
@@ -527,6 +530,7 @@ class CtrlCAfterCommit(Engine):
         return conflicted
 
 
+@pytest.mark.usefixtures("sigint_delivered")  # the signal goes to this process
 def test_ctrl_c_right_after_the_commit_is_not_called_an_undo(env: LibraryEnv) -> None:
     """Ctrl-C lands between the COMMIT and the run's bookkeeping of it: the
     batch is in the library, so the run must not say it was undone, must

@@ -29,6 +29,7 @@ from beetsplug.unmarked.journal import Intent, Journal, pending
 from .consistency import consistent
 from .fulltracks import base_track, full_track, samples_hash
 from .libenv import BEET, LibraryEnv, audio_files, read_only, tmpfs
+from .signals import sigint_ignored
 from .test_untearable import newest_job, temps
 
 ROOT = os.geteuid() == 0
@@ -253,6 +254,7 @@ def start(env: LibraryEnv, *args: str) -> subprocess.Popen[bytes]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+@pytest.mark.usefixtures("sigint_delivered")
 def test_ctrl_c_during_a_copy_write_leaves_no_temp_file(env: LibraryEnv) -> None:
     """SIGINT the moment a temp file exists: the KeyboardInterrupt that follows
     removes it on its way out (no repair needed)."""
@@ -262,6 +264,7 @@ def test_ctrl_c_during_a_copy_write_leaves_no_temp_file(env: LibraryEnv) -> None
     caught = 0
     for _ in range(4):
         proc = start(env, "normalize-unmarked")
+        assert not sigint_ignored(proc.pid), "the run can be interrupted (conftest: sigint_delivered)"
         seen: list[Path] = []
         while proc.poll() is None and not seen:
             seen = temps(env.lib_path)

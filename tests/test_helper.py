@@ -28,6 +28,7 @@ from .audio import MESSY_TRACKS, read_tags
 from .consistency import consistent
 from .gates import progress, store
 from .libenv import BEET, LibraryEnv, audio_files
+from .signals import sigint_ignored
 
 EXTS = ["flac", "ogg", "mp3"]
 NO_HELPER = '''
@@ -170,11 +171,13 @@ def test_a_helper_that_dies_stops_the_run_and_its_batch_is_put_back(env: Library
     consistent(env, env.incoming, env.lib_path)
 
 
+@pytest.mark.usefixtures("sigint_delivered")
 def test_ctrl_c_stops_the_helper_first_then_puts_the_batch_back(env: LibraryEnv) -> None:
     populate(env, 120)
     env.configure(unmarked={"batch_seconds": 60, "batch_size": 1000})
     before = {item.id: (item.path, item.title) for item in env.lib.items()}
     proc, child = started(env)
+    assert not sigint_ignored(proc.pid), "the run can be interrupted (conftest: sigint_delivered)"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (out, err)

@@ -28,6 +28,7 @@ from .consistency import consistent
 from .gates import library_write_lock, store, wait_for
 from .libenv import BEET, LibraryEnv, audio_files
 from .servers import beet_web, gunicorn, web_settings
+from .signals import sigint_ignored
 from .sse_client import EventSource
 from .test_web_api import add_many, wait_status
 
@@ -151,10 +152,12 @@ def test_bad_config_is_refused_before_any_claim(env: LibraryEnv) -> None:
     assert env.beet_ids("unmarked:true") == []
 
 
+@pytest.mark.usefixtures("sigint_delivered")
 def test_ctrl_c_exits_130(env: LibraryEnv) -> None:
     add_many(env, 30)
     with library_write_lock(env):
         run = start_beet(env, "process-unmarked")
+        assert not sigint_ignored(run.pid), "the run can be interrupted (conftest: sigint_delivered)"
         wait_until(lambda: working(env), what="the run to work on a file")
         run.send_signal(signal.SIGINT)
     out, err = run.communicate(timeout=120)
