@@ -21,7 +21,7 @@ import requests
 
 from .gates import library_write_lock, store, wait_for
 from .libenv import LibraryEnv
-from .servers import gunicorn, web_settings
+from .servers import beet_web, gunicorn, web_settings
 from .sse_client import EventSource
 from .test_web_api import add_many
 
@@ -72,3 +72,19 @@ def test_followers_leave_room_for_other_requests(env: LibraryEnv, worker: str) -
     assert seen == [list(range(1, ITEMS + 3))] * FOLLOWERS, "every follower got every event once, in order"
     assert all(len(s.connections) > 1 for s in sources), "responses end and followers resume"
     assert "WORKER TIMEOUT" not in server.log()
+
+
+def test_a_follower_far_behind_catches_up_at_once(env: LibraryEnv) -> None:
+    """A page opened after a long job gets its backlog in one response, not
+    one read's worth (500 events) per retry interval."""
+    web_settings(env)
+    add_many(env, 520)
+    server = beet_web(env)
+    try:
+        assert server.post("/api/rename-unmarked").json()["status"] == "completed"
+        source = EventSource(server.url("/api/jobs/1/events"))
+        ids = [event.id for event in source.events()]
+    finally:
+        server.stop()
+    assert ids == list(range(1, 523))
+    assert len(source.connections) == 1

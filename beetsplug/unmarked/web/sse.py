@@ -11,11 +11,11 @@ starved every other request of the server (the page waited 13.9 s of a 14 s
 job). The cost is a delay of up to ``stream_retry`` per event, and one request
 per follower per ``stream_retry`` while a job runs (bench/sse_followers.py).
 
-A response also ends after ``MAX_EVENTS`` events, asking to be resumed at
-once: a follower far behind catches up in a few short responses rather than
-one long one. A stream resumed past a job's last event ends once the job has
-ended (a client may hold an id from before a store was replaced, or simply a
-wrong one).
+A follower far behind gets the backlog at once, whatever the window, but at
+most ``MAX_EVENTS`` per response, which then asks to be resumed at once: it
+catches up in a few short responses rather than one long one. A stream
+resumed past a job's last event ends once the job has ended (a client may
+hold an id from before a store was replaced, or simply a wrong one).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 KEEPALIVE = 5.0  # seconds of silence before a comment (the contract says at most 15)
 POLL = 0.2  # seconds between looks for events written by other processes
 REAP_EVERY = 1.0  # seconds between checks that the job's process is alive
-MAX_EVENTS = 2000  # per response; then the client resumes at once
+MAX_EVENTS = 2000  # per response (a follower far behind); then the client resumes at once
+READ_LIMIT = 500  # events per read of the store (JobStore.events_after)
 CATCH_UP_MS = 10  # the retry that asks for the rest of a long backlog
 START_WAIT = 1.0  # seconds a stream from the beginning waits for the job's first event
 
@@ -81,7 +82,7 @@ class ChunkCache:
             run = self._cached(key)  # read by another stream while we waited
             if run:
                 return run
-            rows = store.events_after(job, seq)
+            rows = store.events_after(job, seq, READ_LIMIT)
         if not rows:
             return None
         done = next((i for i, row in enumerate(rows) if row[1] == "done"), None)
@@ -123,12 +124,13 @@ def stream(store: JobStore, job: int, *, after: int, window: float, retry: float
             yield text
             if done:
                 return
-            sent += text.count("\nevent: ")
+            count = text.count("\nevent: ")  # data is one line of JSON: no newline inside
+            sent += count
             if sent >= MAX_EVENTS:
                 yield f"retry: {CATCH_UP_MS}\n\n"
                 return
             last_sent, patience = time.monotonic(), window
-            if last_sent - started >= patience:
+            if count < READ_LIMIT and last_sent - started >= patience:  # caught up, time is up
                 yield f"retry: {round(retry * 1000)}\n\n"
                 return
             continue
