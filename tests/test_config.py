@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
 from typing import Any
 
 import confuse
@@ -15,6 +17,7 @@ from beetsplug.unmarked.errors import ConfigError
 from beetsplug.unmarked.runner import JobConfig
 
 from .libenv import LibraryEnv
+from .servers import GUNICORN, free_port, web_settings
 
 BAD = [
     ("job_history_mb", math.nan, "a number, 1 or more"),
@@ -38,6 +41,19 @@ def test_beet_refuses_a_bad_value_in_one_line(env: LibraryEnv, name: str, value:
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"unmarked.{name} must be {accepts}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_gunicorn_refuses_a_bad_value_in_one_line(env: LibraryEnv) -> None:
+    """``create_app`` loads the plugin too: gunicorn stops with the message
+    instead of a traceback per worker it keeps booting."""
+    web_settings(env)
+    env.configure(unmarked={"batch_size": 2.5})
+    result = subprocess.run([GUNICORN, "-b", f"127.0.0.1:{free_port()}", "beetsplug.unmarked.wsgi:create_app()"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "BEETSDIR": str(env.temp_path), "HOME": str(env.temp_path)})
+    assert result.returncode != 0
+    assert "unmarked.batch_size must be a whole number, 1 or more, not 2.5" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
 
 
 def view(values: dict[str, Any]) -> confuse.ConfigView:
