@@ -13,6 +13,7 @@ python bench/floor_bench.py --sizes 1000 5000 --reps 5 > bench/out/floors.md
 python bench/store_bench.py --items 2000 --jobs 12 --budget 2 > bench/out/store.md
 python bench/web_bench.py --items 20000 > bench/out/web.md
 python bench/sse_load.py --items 3000 --clients 50 > bench/out/sse_load.md
+python bench/sse_followers.py --items 5000 --followers 0 20 50 > bench/out/sse_followers.md
 python bench/crash_trials.py --trials 22 --items 1000 > bench/out/crash_trials.md
 python bench/mark_http_bench.py --items 100000 --preview-items 20000 > bench/out/mark_http.md
 echo "done: $(date -u)" >> bench/out/ran.txt

@@ -25,6 +25,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import rss_mib, start_beet_web, table  # noqa: E402
 from operations_bench import fresh_copy, generate  # noqa: E402
+from sse_followers import follow  # noqa: E402
 
 
 def open_stream(port: int, path: str, rcvbuf: int | None = None) -> socket.socket:
@@ -37,22 +38,8 @@ def open_stream(port: int, path: str, rcvbuf: int | None = None) -> socket.socke
 
 
 def reader(port: int, path: str, counts: list[int]) -> None:
-    """Reads the stream to its `done`, cheaply (bytes counted, not parsed)."""
-    sock = open_stream(port, path)
-    seen, tail = 0, b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data = tail + chunk
-        seen += data.count(b"\nevent: ") + data.startswith(b"event: ")
-        tail = data[-16:]
-        seen -= tail.count(b"\nevent: ")
-        if b"event: done" in data:
-            seen += tail.count(b"\nevent: ")
-            break
-    sock.close()
-    counts.append(seen)
+    """Reads the job's events to its `done`, resuming after each bounded response."""
+    counts.append(len(follow(port, path)["ids"]))
 
 
 def run(root: Path, op: str, clients: int, stalled_share: float = 0.5) -> dict[str, float]:

@@ -8,6 +8,7 @@ import pytest
 
 from .libenv import LibraryEnv
 from .servers import RUNNING, Server, beet_web, web_settings
+from .signals import sigint_handled
 
 
 @pytest.fixture
@@ -23,6 +24,14 @@ def server(env: LibraryEnv) -> Iterator[Server]:
     srv = beet_web(env)
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def sigint_delivered() -> Iterator[None]:
+    """For tests that send SIGINT: the signal is not ignored, here or in the
+    children the test starts, even when pytest runs as ``nohup ... &``."""
+    with sigint_handled():
+        yield
 
 
 def pytest_sessionfinish() -> None:

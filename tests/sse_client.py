@@ -123,7 +123,7 @@ class EventSource:
                 raise AssertionError(f"stream answered {self.connections[-1].status}")
             # After a POST, EventSource-style resumption is a GET of the job's events.
             if self.method == "POST":
-                job = next(e.data["job"] for c in self.connections for e in c.events)
+                job = self.connections[0].headers["X-Job-Id"]  # the response may end before any event
                 self.url = self.url.split("/api/")[0] + f"/api/jobs/{job}/events"
                 self.method, self.body = "GET", None
             time.sleep(self.retry)

@@ -38,6 +38,7 @@ from .audio import MESSY_TRACKS, read_tags, write_tags
 from .consistency import consistent
 from .libenv import LibraryEnv, audio_files, read_only
 from .shared import Recorder, engine, start_beet, wait_while_running
+from .signals import sigint_ignored
 
 SHM = Path("/dev/shm")
 
@@ -122,6 +123,7 @@ def on_shm(env: LibraryEnv, music: Path) -> None:
     beets.context.set_music_dir(env.lib.directory)  # relative paths expand against it
 
 
+@pytest.mark.usefixtures("sigint_delivered")
 def test_ctrl_c_across_filesystems_leaves_library_and_disk_agreeing(shm_music: Path) -> None:
     """Moves into the library are copy + delete; SIGINT lands at random
     instants while moves are pending. After each: every item's file exists,
@@ -137,6 +139,7 @@ def test_ctrl_c_across_filesystems_leaves_library_and_disk_agreeing(shm_music: P
             ids = add_noise_tracks(env, 24)
             store = JobStore(store_path(env.lib))
             proc = start_beet(env, "process-unmarked")
+            assert not sigint_ignored(proc.pid), "the run can be interrupted (conftest: sigint_delivered)"
             target = rng.randrange(20)  # aim at the move of a random item, by what the journal shows
 
             def reached() -> bool:
@@ -486,6 +489,7 @@ class CtrlCAfterCommit(Engine):
         self.committer.commit = commit_then_ctrl_c  # type: ignore[method-assign]
 
 
+@pytest.mark.usefixtures("sigint_delivered")  # the signal goes to this process
 def test_ctrl_c_right_after_the_commit_is_not_called_an_undo(env: LibraryEnv) -> None:
     """Ctrl-C lands between the COMMIT and the run's bookkeeping of it: the
     batch is in the library, so the run must not say it was undone, must

@@ -31,6 +31,7 @@ from .consistency import consistent
 from .fulltracks import base_track, full_track, samples_hash
 from .libenv import LibraryEnv, audio_files, read_only, tmpfs
 from .shared import start_beet
+from .signals import sigint_ignored
 from .test_untearable import newest_job, temps
 
 ROOT = os.geteuid() == 0
@@ -250,6 +251,7 @@ def test_disk_fills_while_the_tags_go_into_the_copy(env: LibraryEnv, disk: Path)
 # --- interrupted and killed runs ---------------------------------------------------
 
 
+@pytest.mark.usefixtures("sigint_delivered")
 def test_ctrl_c_during_a_copy_write_leaves_no_temp_file(env: LibraryEnv) -> None:
     """SIGINT the moment a temp file exists: the KeyboardInterrupt that follows
     removes it on its way out (no repair needed)."""
@@ -259,6 +261,7 @@ def test_ctrl_c_during_a_copy_write_leaves_no_temp_file(env: LibraryEnv) -> None
     caught = 0
     for _ in range(4):
         proc = start_beet(env, "normalize-unmarked", text=False)
+        assert not sigint_ignored(proc.pid), "the run can be interrupted (conftest: sigint_delivered)"
         seen: list[Path] = []
         while proc.poll() is None and not seen:
             seen = temps(env.lib_path)

@@ -64,10 +64,11 @@ def test_sync_workers_with_a_short_timeout(env: LibraryEnv) -> None:
     consistent(env, env.incoming, env.lib_path)
 
 
-def test_gthread_workers_stream_in_one_response(env: LibraryEnv) -> None:
+def test_gthread_workers_with_a_short_timeout(env: LibraryEnv) -> None:
+    """Threads are as scarce as sync workers: responses end in time here too."""
     events, source, summary, log = run_and_follow(env, "-w", "2", "--worker-class", "gthread", "--threads", "4")
     assert_complete(events, summary)
-    assert len(source.connections) == 1
+    assert len(source.connections) > 2, "streams end in time and the client resumes"
     assert "WORKER TIMEOUT" not in log
 
 

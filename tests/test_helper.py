@@ -29,6 +29,7 @@ from .consistency import consistent
 from .gates import library_write_lock, progress, store
 from .libenv import BEET, LibraryEnv, audio_files
 from .shared import populate
+from .signals import sigint_ignored
 
 EXTS = ["flac", "ogg", "mp3"]
 NO_HELPER = '''
@@ -177,12 +178,14 @@ def test_a_helper_that_dies_stops_the_run_and_its_batch_is_put_back(env: Library
     consistent(env, env.incoming, env.lib_path)
 
 
+@pytest.mark.usefixtures("sigint_delivered")
 def test_ctrl_c_stops_the_helper_first_then_puts_the_batch_back(env: LibraryEnv) -> None:
     populate(env, 120)
     env.configure(unmarked={"batch_seconds": 60, "batch_size": 1000})
     before = {item.id: (item.path, item.title) for item in env.lib.items()}
     with library_write_lock(env):  # the run cannot finish (gates.py): Ctrl-C lands mid-run on any machine
         proc, child = started(env)
+        assert not sigint_ignored(proc.pid), "the run can be interrupted (conftest: sigint_delivered)"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (out, err)

@@ -16,8 +16,9 @@ from .libenv import LibraryEnv, read_only
 
 
 def store_bytes(env: LibraryEnv) -> int:
+    """The store's file and its write-ahead log."""
     path = store_path(env.lib)
-    return sum(os.path.getsize(path + s) for s in ("", "-wal", "-shm") if os.path.exists(path + s))
+    return sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
 
 
 def test_twelve_large_jobs_fit_a_two_megabyte_budget(env: LibraryEnv) -> None:
@@ -28,7 +29,7 @@ def test_twelve_large_jobs_fit_a_two_megabyte_budget(env: LibraryEnv) -> None:
     for _ in range(12):
         env.beet("normalize-unmarked", "--force", check=False)
         sizes.append(store_bytes(env))
-    assert max(sizes) < 3 << 20, sizes
+    assert max(sizes) <= 2.2 * (1 << 20), f"budget 2 MiB + 10 %: {sizes}"  # before: 2.35-3.0 MB
     jobs = JobStore(store_path(env.lib)).list()
     assert len(jobs) == 12 and all(job["status"] == "completed" for job in jobs)
     assert all(len(job["errors"]) == 1 for job in jobs), "every job keeps its failures"

@@ -27,6 +27,7 @@ from .gates import library_write_lock, store, wait_for
 from .libenv import LibraryEnv, audio_files
 from .servers import beet_web, gunicorn, web_settings
 from .shared import add_many, start_beet
+from .signals import sigint_ignored
 from .sse_client import EventSource
 from .test_web_api import wait_status
 
@@ -134,22 +135,19 @@ def test_bad_config_is_refused_before_any_claim(env: LibraryEnv) -> None:
     env.configure(unmarked={"batch_size": "lots"})
     cli = env.beet("process-unmarked", check=False)
     assert cli.returncode == 1 and "batch_size" in cli.stderr and "Traceback" not in cli.stderr
-    server = beet_web(env)
-    try:
-        answer = server.post("/api/jobs", json={"op": "process"})
-        assert answer.status_code == 500 and "batch_size" in answer.json()["error"]
-        assert server.get("/api/jobs").json()["jobs"] == [], "no zombie job row"
-        env.configure(unmarked={"batch_size": 50})
-        env.beet("process-unmarked")  # the library is free for everyone else
-    finally:
-        server.stop()
+    web = env.beet("web", "127.0.0.1", "0", check=False)  # refused as it loads, before it serves
+    assert web.returncode == 1 and "unmarked.batch_size" in web.stderr and "Traceback" not in web.stderr
+    env.configure(unmarked={"batch_size": 50})
+    env.beet("process-unmarked")  # no job row or claim was left: the library is free
     assert env.beet_ids("unmarked:true") == []
 
 
+@pytest.mark.usefixtures("sigint_delivered")
 def test_ctrl_c_exits_130(env: LibraryEnv) -> None:
     add_many(env, 30)
     with library_write_lock(env):
         run = start_beet(env, "process-unmarked")
+        assert not sigint_ignored(run.pid), "the run can be interrupted (conftest: sigint_delivered)"
         wait_for(lambda: working(env), "the run to work on a file")
         run.send_signal(signal.SIGINT)
     out, err = run.communicate(timeout=120)

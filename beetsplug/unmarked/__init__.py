@@ -1,8 +1,9 @@
 """beets-unmarked: tidy each track once and remember which tracks are done.
 
-The plugin object only wires things up: config defaults, the marker types and
-the ``unmarked:`` query, the commands, the import hook and, when beets' own
-``web`` plugin is enabled too, the web extension.
+The plugin object only wires things up: the config (defaults and checks in
+config.py), the marker types and the ``unmarked:`` query, the commands, the
+import hook and, when beets' own ``web`` plugin is enabled too, the web
+extension.
 """
 
 from __future__ import annotations
@@ -13,60 +14,12 @@ from typing import TYPE_CHECKING, Any
 from beets.plugins import BeetsPlugin
 
 from . import markers
+from .config import DEFAULTS as CONFIG_DEFAULTS
 
 if TYPE_CHECKING:
     from beets.importer import ImportSession, ImportTask
 
     from .results import ItemResult, Summary
-
-CONFIG_DEFAULTS: dict[str, Any] = {
-    # Import hook: process items as they are imported.
-    "auto": False,
-    # Text fields the normalize rules touch (single- and multi-valued).
-    "fields": [
-        "title",
-        "artist",
-        "artists",
-        "artist_sort",
-        "artists_sort",
-        "artist_credit",
-        "album",
-        "albumartist",
-        "albumartists",
-        "albumartist_sort",
-        "albumartists_sort",
-        "albumartist_credit",
-        "composers",
-        "composer_sort",
-        "lyricists",
-        "arrangers",
-        "genres",
-        "grouping",
-        "disctitle",
-        "work",
-    ],
-    # Rules, each on or off.
-    "whitespace": True,
-    "unicode_nfc": True,
-    "feat": True,
-    "feat_format": "feat.",
-    "quotes": False,
-    "titlecase": False,
-    "titlecase_fields": ["title", "album"],
-    # Commit bounds: one library transaction per this many items or seconds.
-    "batch_size": 200,
-    "batch_seconds": 1.0,
-    # Web: how long one SSE response may last on a server without threads
-    # (gunicorn's sync worker); the browser resumes with Last-Event-ID.
-    "stream_window": 1.0,
-    # Web: Host names the extension answers for besides localhost, loopback
-    # addresses and web.host (e.g. the public name a proxy passes on); any
-    # other Host gets 403, which is what stops DNS rebinding.
-    "allowed_hosts": [],
-    # Job store (jobs, events, journal) size budget in MiB: finished jobs beyond
-    # it are compacted to their summary and failures, then dropped, oldest first.
-    "job_history_mb": 64,
-}
 
 
 class UnmarkedPlugin(BeetsPlugin):
@@ -78,9 +31,17 @@ class UnmarkedPlugin(BeetsPlugin):
     def __init__(self) -> None:
         super().__init__()
         self.config.add(CONFIG_DEFAULTS)
-        if self.config["auto"].get(bool):
+        self.register_listener("pluginload", self._check_config)
+        if self.config["auto"].get() is True:  # anything else but `no` is refused by _check_config
             self.register_listener("import_task_files", self.process_imported)
         self.register_listener("pluginload", self._extend_web)
+
+    def _check_config(self) -> None:
+        """Refuse a setting the code cannot use before any command or server
+        starts: beets prints the ConfigError (a UserError) as one line."""
+        from .config import check
+
+        check(self.config)
 
     def _extend_web(self) -> None:
         """With beets' `web` plugin loaded too, add our API and page to its app."""

@@ -44,11 +44,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import beets
 from beets import util
 
-from . import CONFIG_DEFAULTS
 from .art import ArtMover
 from .batch import Batch, Touch, chunks, few
 from .beets_compat import plugin_getters_fixed
 from .commit import Committer
+from .config import DEFAULTS as CONFIG_DEFAULTS
 from .errors import Cancelled
 from .executor import Executor
 from .journal import NoJournal

@@ -310,7 +310,9 @@ class JobStore:
                 db.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 db.execute("VACUUM")
             else:
-                db.execute("PRAGMA incremental_vacuum")
+                # Python's execute() steps a pragma once, and incremental_vacuum
+                # frees one page per step: executescript runs it to the end.
+                db.executescript("PRAGMA incremental_vacuum;")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _prune(self, db: sqlite3.Connection) -> None:

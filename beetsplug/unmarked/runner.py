@@ -27,6 +27,7 @@ import confuse
 
 from . import journal
 from .claim import LibraryLock, wait_for
+from .config import check
 from .engine import Engine, Settings, Sink
 from .errors import ConfigError, Terminated
 from .events import done_event, item_event, start_event
@@ -59,6 +60,7 @@ class JobConfig:
 
     @classmethod
     def from_plugin(cls, config: confuse.ConfigView) -> JobConfig:
+        check(config)  # the same checks as when the plugin loads, for callers that skip loading
         try:
             budget = int(config["job_history_mb"].as_number() * (1 << 20))
             return cls(Rules.from_config(config), Settings.from_config(config), max(budget, 1 << 20))

@@ -18,6 +18,7 @@ import beets
 from beets import plugins
 
 from .beets_compat import configure_web_app, open_library, web_app
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -47,7 +48,10 @@ def create_app(config: str | None = None) -> Flask:
     """The beets web app with the unmarked extension, for any WSGI server."""
     _load_config(config)
     _log_to_stderr()
-    plugins.load_plugins()  # the unmarked plugin registers its blueprint on `pluginload`
+    try:
+        plugins.load_plugins()  # the unmarked plugin checks its config and registers its blueprint on `pluginload`
+    except ConfigError as exc:
+        raise _load_error(str(exc)) from None
     lib = open_library(beets.config)  # beets' own opening, with its error messages
     plugins.send("library_opened", lib=lib)
     app = web_app()
@@ -59,6 +63,16 @@ def create_app(config: str | None = None) -> Flask:
     # gunicorn forks when it loaded the app first (--preload).
     serve_library(lib, state.plugin, in_children_only=_in_prefork_master())
     return app
+
+
+def _load_error(message: str) -> Exception:
+    """A bad setting, said in one line: gunicorn prints an AppImportError's
+    message (no traceback) and stops instead of booting worker after worker."""
+    try:
+        from gunicorn.errors import AppImportError
+    except ImportError:  # another WSGI server
+        return RuntimeError(message)
+    return AppImportError(f"error: {message}")
 
 
 def _in_prefork_master() -> bool:

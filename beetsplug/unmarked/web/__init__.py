@@ -19,11 +19,13 @@ def register(plugin: UnmarkedPlugin) -> None:
     """Attach the blueprint to beets' web app (once per process)."""
     from ..beets_compat import web_app
     from .api import blueprint, state
+    from .guard import guard
 
     app = web_app()
 
     state.plugin = plugin  # the latest loaded plugin instance supplies config and log
     if blueprint.name not in app.blueprints:
+        guard(app)  # Host and cross-site checks for every route, beets' own included
         app.register_blueprint(blueprint)
         _adopt_when_serving(app)
 

@@ -2,19 +2,18 @@
 
 Each concern adds its routes in a module of its own (page.py, tracks.py,
 marking.py, preview.py, jobs_api.py); what they share is here: the request's
-library and job store, the Host allowlist (before anything else runs), the
-read-only and cross-site refusals of changes, and errors as JSON.
+library and job store, the read-only refusal of changes, and errors as JSON.
+The Host allowlist and the cross-site refusal guard the whole app (guard.py).
 """
 
 from __future__ import annotations
 
 from functools import wraps
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import beets
 import flask
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
 from ..beets_compat import bind_music_dir
 from ..errors import ConfigError, StoreError
@@ -22,7 +21,6 @@ from ..jobs import store_for
 from ..runner import JobConfig
 from ..transaction import LibraryLockedError
 from .adopter import serve_library
-from .hosts import allowed
 from .validate import ApiError
 
 if TYPE_CHECKING:
@@ -63,12 +61,8 @@ def job_config() -> JobConfig:
 
 
 @blueprint.before_request
-def _guard() -> None:
-    """Refuse other hosts before anything else; then set up the request thread."""
-    allowed_hosts = state.plugin.config["allowed_hosts"].as_str_seq()
-    if not allowed(request.host, beets.config["web"]["host"].as_str(), allowed_hosts):
-        raise ApiError(403, f"this server does not answer for the host {request.host!r}; if it is meant to, "
-                            "add it to `unmarked: {allowed_hosts: [...]}` in the beets config")
+def _setup() -> None:
+    """Set up the request thread (the Host was checked app-wide: guard.py)."""
     # beets expands stored paths with a per-thread context: set it for this thread.
     bind_music_dir(lib())
     serve_library(lib(), state.plugin)  # this process is a server: it adopts orphaned web jobs
@@ -97,27 +91,15 @@ def _no_sniffing(response: flask.Response) -> flask.Response:
     return response
 
 
-def _cross_site_reason() -> str | None:
-    site = request.headers.get("Sec-Fetch-Site")
-    if site is not None and site not in ("same-origin", "none"):
-        return f"cross-site request refused (Sec-Fetch-Site: {site})"
-    origin = request.headers.get("Origin")
-    if origin is not None and urlsplit(origin).netloc != request.host:
-        return f"cross-site request refused (Origin {origin} is not this server, {request.host})"
-    return None
-
-
 def mutating(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Refuse changes on a read-only server or from another site (403)."""
+    """Refuse changes on a read-only server (403); changes from another site
+    are refused for every route of the app (guard.py)."""
 
     @wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         if readonly():
             raise ApiError(403, "this server is read-only; set `web: {readonly: no}` "
                                 "in the beets config to allow changes")
-        reason = _cross_site_reason()
-        if reason:
-            raise ApiError(403, reason)
         return view(*args, **kwargs)
 
     return guarded

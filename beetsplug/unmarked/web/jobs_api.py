@@ -23,6 +23,7 @@ from .queries import check, query_errors_as_400
 from .validate import ApiError, body_fields, choice_arg, int_arg, op_arg, whole_number
 
 ITEM_STATUSES = ("failed", "succeeded", "skipped")
+WAIT_LIMIT = 1.0  # seconds a waiting POST /api/<op>-unmarked holds a sync worker
 
 
 def _job_or_404(job_id: str) -> dict[str, Any]:
@@ -33,12 +34,13 @@ def _job_or_404(job_id: str) -> dict[str, Any]:
     return summary
 
 
-def _windowed() -> float | None:
-    """How long one response may last: unlimited on a threaded server; on a
-    non-threaded one (gunicorn sync) short, or the worker is killed."""
+def _wait_limit() -> float | None:
+    """How long a waiting call may hold its worker: unlimited on a threaded
+    server (one caller, one thread); on a non-threaded one (gunicorn sync)
+    short, or the worker is killed at --timeout and others starve."""
     if request.environ.get("wsgi.multithread", False):
         return None
-    return state.plugin.config["stream_window"].as_number()
+    return WAIT_LIMIT
 
 
 # --- reading -----------------------------------------------------------------
@@ -80,7 +82,9 @@ def job_events(job_id: str) -> Any:
 
 def _event_stream(job_id: int, after: int) -> flask.Response:
     # Everything the generator needs is captured now: it runs after the view returns.
-    body = sse.stream(store(), job_id, after=after, window=_windowed())
+    config = state.plugin.config
+    body = sse.stream(store(), job_id, after=after, window=config["stream_window"].as_number(),
+                      retry=config["stream_retry"].as_number())
     response = flask.Response(body, mimetype="text/event-stream", headers=sse.HEADERS)
     response.headers["X-Job-Id"] = str(job_id)
     return response
@@ -145,7 +149,7 @@ def run_operation(name: str) -> Any:
 def _wait_for(job_id: int) -> Any:
     """200 with the summary when the job ends. A non-threaded server cannot
     wait long: it answers 202 with the running job's summary instead."""
-    jobs, window = store(), _windowed()
+    jobs, window = store(), _wait_limit()
     deadline = None if window is None else time.monotonic() + window
     while True:
         summary = jobs.get(job_id)

@@ -1,11 +1,19 @@
 """Server-Sent Events from the job store: any process can stream any job.
 
-A stream replays the job's events after a given id from the store, then
+A response replays the job's events after a given id from the store, and
 follows new ones (woken at once by appends in this process, polling for other
-processes), with keep-alive comments while nothing happens. On a server
-without threads (gunicorn's sync worker, which is killed when one response
-outlives ``--timeout``) a stream ends after a short window and the client
-resumes with ``Last-Event-ID``, as EventSource does by itself. A stream
+processes) for at most ``stream_window`` seconds, then ends with ``retry:``;
+the client asks again after that many milliseconds with ``Last-Event-ID``, as
+EventSource does by itself. So a follower holds a worker only while it is
+being answered: a response that never ended would hold one of gunicorn's sync
+workers (or one of gthread's threads) for the whole job, and twenty followers
+starved every other request of the server (the page waited 13.9 s of a 14 s
+job). The cost is a delay of up to ``stream_retry`` per event, and one request
+per follower per ``stream_retry`` while a job runs (bench/sse_followers.py).
+
+A follower far behind gets the backlog at once, whatever the window, but at
+most ``MAX_EVENTS`` per response, which then asks to be resumed at once: it
+catches up in a few short responses rather than one long one. A stream
 resumed past a job's last event ends once the job has ended (a client may
 hold an id from before a store was replaced, or simply a wrong one).
 """
@@ -25,11 +33,13 @@ if TYPE_CHECKING:
     from ..jobs import JobStore
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-KEEPALIVE = 10.0  # seconds of silence before a comment (the contract says at most 15)
+KEEPALIVE = 5.0  # seconds of silence before a comment (the contract says at most 15)
 POLL = 0.2  # seconds between looks for events written by other processes
 REAP_EVERY = 1.0  # seconds between checks that the job's process is alive
-RETRY_MS = 2000  # EventSource reconnection delay after a network error
-RETRY_WINDOWED_MS = 100  # ... after a windowed stream ends on purpose
+MAX_EVENTS = 2000  # per response (a follower far behind); then the client resumes at once
+READ_LIMIT = 500  # events per read of the store (JobStore.events_after)
+CATCH_UP_MS = 10  # the retry that asks for the rest of a long backlog
+START_WAIT = 1.0  # seconds a stream from the beginning waits for the job's first event
 
 
 def format_event(seq: int, kind: str, data: str) -> str:
@@ -53,6 +63,7 @@ class ChunkCache:
         self.runs: OrderedDict[tuple[str, int, int], tuple[str, int, bool]] = OrderedDict()
         self.lock = threading.Lock()  # guards `runs`
         self.reading = threading.Lock()  # one store read at a time
+        self.last_reap = 0.0
 
     def _cached(self, key: tuple[str, int, int]) -> tuple[str, int, bool] | None:
         with self.lock:
@@ -71,7 +82,7 @@ class ChunkCache:
             run = self._cached(key)  # read by another stream while we waited
             if run:
                 return run
-            rows = store.events_after(job, seq)
+            rows = store.events_after(job, seq, READ_LIMIT)
         if not rows:
             return None
         done = next((i for i, row in enumerate(rows) if row[1] == "done"), None)
@@ -83,19 +94,29 @@ class ChunkCache:
                 self.runs.popitem(last=False)
         return run
 
-    def reap(self, store: JobStore) -> None:
-        """Check the job's process is alive (a dead one gets its `done` here)."""
-        with self.reading:
-            store.reap()
+    def reap_if_due(self, store: JobStore) -> None:
+        """Check that running jobs' processes are alive (a dead one's job gets
+        its `done` here), at most every REAP_EVERY seconds for all streams."""
+        with self.lock:
+            due = time.monotonic() - self.last_reap >= REAP_EVERY
+            if due:
+                self.last_reap = time.monotonic()
+        if due:
+            with self.reading:
+                store.reap()
 
 
 CHUNKS = ChunkCache()
 
 
-def stream(store: JobStore, job: int, *, after: int, window: float | None) -> Iterator[str]:
-    """The job's events numbered above ``after``, until ``done`` (or the window ends)."""
-    started = last_sent = last_reap = time.monotonic()
-    yield f"retry: {RETRY_WINDOWED_MS if window is not None else RETRY_MS}\n\n"
+def stream(store: JobStore, job: int, *, after: int, window: float, retry: float) -> Iterator[str]:
+    """The job's events numbered above ``after``, for at most ``window``
+    seconds (0: those already written), until ``done``; then ``retry:``.
+    A stream from the job's beginning waits up to START_WAIT for its first
+    event: a client that just started the job is owed its ``start``."""
+    started = last_sent = time.monotonic()
+    patience = max(window, START_WAIT) if after == 0 else window
+    sent = 0
     while True:
         run = CHUNKS.after(store, job, after)
         if run:
@@ -103,21 +124,27 @@ def stream(store: JobStore, job: int, *, after: int, window: float | None) -> It
             yield text
             if done:
                 return
-            last_sent = time.monotonic()
-        now = time.monotonic()
-        if window is not None and now - started >= window:
-            return  # the client resumes from `after` with Last-Event-ID
-        if run:
+            count = text.count("\nevent: ")  # data is one line of JSON: no newline inside
+            sent += count
+            if sent >= MAX_EVENTS:
+                yield f"retry: {CATCH_UP_MS}\n\n"
+                return
+            last_sent, patience = time.monotonic(), window
+            if count < READ_LIMIT and last_sent - started >= patience:  # caught up, time is up
+                yield f"retry: {round(retry * 1000)}\n\n"
+                return
             continue
+        CHUNKS.reap_if_due(store)
+        if _over(store, job, after):
+            return  # resumed past the end of a job that has ended: nothing will come
+        now = time.monotonic()
+        if now - started >= patience:
+            yield f"retry: {round(retry * 1000)}\n\n"
+            return  # the client resumes from `after` with Last-Event-ID
         if now - last_sent >= KEEPALIVE:
             yield ": keep-alive\n\n"
             last_sent = now
-        if now - last_reap >= REAP_EVERY:
-            CHUNKS.reap(store)
-            last_reap = now
-            if _over(store, job, after):
-                return  # resumed past the end of a job that has ended: nothing will come
-        store.wait_for_events(POLL)
+        store.wait_for_events(min(POLL, patience - (now - started)))
 
 
 def _over(store: JobStore, job: int, after: int) -> bool:

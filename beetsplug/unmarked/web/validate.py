@@ -6,9 +6,14 @@ import json
 import re
 from typing import Any
 
-from flask import request
+from flask import jsonify, request
 
 from ..operations import OPERATIONS, Operation
+
+MAX_BODY = 1 << 20  # bytes of a request body: 100 000 ids fit in 1 MiB
+MAX_DEPTH = 32  # levels of nested arrays/objects in a request body (ours need 2)
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_BRACKETS = re.compile(rb"[\[\]{}]")
 
 _TYPES = {"op": str, "query": str, "force": bool, "ids": list, "all": bool, "scope": str}
 MAX_ID = 2**63 - 1  # SQLite's INTEGER
@@ -24,8 +29,36 @@ class ApiError(Exception):
         self.status, self.message, self.extra = status, message, extra
 
 
+def nesting(raw: bytes) -> int:
+    """How deep a JSON text's arrays and objects nest (brackets inside strings
+    do not count), up to MAX_DEPTH + 1: Python's parser recurses once a level
+    and a few thousand levels raise RecursionError, a 500."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.finditer(_STRINGS.sub(b"", raw)):
+        depth += 1 if bracket.group() in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            break
+    return deepest
+
+
+def check_body() -> None:
+    """Any request body, before anyone parses it: within MAX_BODY bytes (the
+    app's MAX_CONTENT_LENGTH, see ``too_large``) and MAX_DEPTH levels deep."""
+    raw = request.get_data(cache=True)
+    if raw and nesting(raw) > MAX_DEPTH:
+        raise ApiError(400, f"request body nests more than {MAX_DEPTH} levels deep; at most {MAX_DEPTH} are accepted")
+
+
+def too_large(error: Exception) -> Any:
+    """Werkzeug refuses a body over MAX_CONTENT_LENGTH: say so as a JSON 400."""
+    return jsonify({"error": f"request body is too large; at most {MAX_BODY} bytes "
+                             f"({MAX_BODY >> 20} MiB) are accepted"}), 400
+
+
 def body_fields(allowed: set[str], required: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
-    """The JSON object body (optional when nothing is required), type-checked."""
+    """The JSON object body (optional when nothing is required), type-checked.
+    Its size and depth were checked before the view ran (guard.py)."""
     raw = request.get_data(cache=True)
     if not raw.strip():
         body: Any = {}
