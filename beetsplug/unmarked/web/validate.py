@@ -10,7 +10,8 @@ from flask import request
 
 from ..operations import OPERATIONS, Operation
 
-_TYPES = {"op": str, "query": str, "force": bool, "ids": list, "all": bool, "scope": str}
+_TYPES = {"op": str, "query": str, "force": bool, "ids": list, "all": bool, "scope": str,
+          "offset": int, "limit": int}
 MAX_ID = 2**63 - 1  # SQLite's INTEGER
 # Which items of the query a listing, preview or marker write takes, for the operation.
 SCOPES = ("unmarked", "marked", "all")
