@@ -1,6 +1,11 @@
 // The unmarked page: counts, the track table (select, mark, unmark, preview),
-// recent jobs and their records, and a progress dialog fed by the job's
-// Server-Sent Events. Plain browser JavaScript, no build step.
+// a confirmation that shows a job's whole plan before it starts, recent jobs
+// and their records, and a progress dialog fed by the job's Server-Sent
+// Events. Plain browser JavaScript, no build step.
+//
+// Everything acts on what the page shows: the query in force is the one last
+// submitted (an unsubmitted edit disables the actions), and checked tracks
+// are exactly what the job buttons and mark/unmark act on.
 //
 // Everything that came from the library (tags, paths, errors) is put in the
 // page as text (textContent, setAttribute), never as HTML. Job events only
@@ -14,18 +19,25 @@
   const ACTIVE = new Set(["queued", "running"]);
   const MAX_ERRORS_SHOWN = 200;
   const RENDER_EVERY_MS = 200;
-  const PAGE_SIZE = 50;
-  const RECORD_PAGE = 50;
+  const RECORD_PAGE = 500;
   const JOBS_SHOWN = 20;
+  const PLAN_FIRST = 200; // the first slice of a plan: numbers on screen at once
+  const PLAN_SLICE = 2000;
+  const number = new Intl.NumberFormat();
+  const n = (value) => number.format(value);
 
   const dialog = $("[data-job-dialog]");
+  const confirmBox = $("[data-confirm]");
   const backdrop = $("[data-backdrop]");
+  const strip = $("[data-job-strip]");
   const readonly = document.body.dataset.readonly === "true";
 
   let state = null; // the job shown in the dialog, as last heard
   let source = null; // its EventSource
   let dirty = false;
   let opener = null; // the control to give focus back to (or a function finding it)
+  let inForce = ""; // the query last submitted: what counts, tracks and actions use
+  let counts = {}; // op -> unmarked tracks matching the query in force
 
   async function api(method, path, body) {
     const options = { method, headers: { Accept: "application/json" } };
@@ -48,10 +60,6 @@
     return (data && data.error) || `The server answered ${status}.`;
   }
 
-  function query() {
-    return $("#query").value.trim();
-  }
-
   function show(element, text) {
     element.textContent = text || "";
     element.hidden = !text;
@@ -64,25 +72,51 @@
     return node;
   }
 
-  function plural(n, word) {
-    return `${n} ${word}${n === 1 ? "" : "s"}`;
+  function plural(count, word) {
+    return `${n(count)} ${word}${count === 1 ? "" : "s"}`;
   }
+
+  // One polite live region for everything said aloud; a screen reader queues
+  // what it is told, in order.
+  function announce(text) {
+    $("[data-announce]").textContent = text;
+  }
+
+  // --- the query in force -----------------------------------------------------
+
+  const queryBox = $("#query");
+
+  function stale() {
+    return queryBox.value.trim() !== inForce;
+  }
+
+  function renderQuery() {
+    $("[data-query-in-force]").textContent = inForce
+      ? `Query in force: “${inForce}”` : "Query in force: none (all tracks)";
+    $("[data-query-stale]").hidden = !stale();
+    renderActions();
+  }
+
+  queryBox.addEventListener("input", renderQuery);
 
   // --- counts ----------------------------------------------------------------
 
   async function refreshCounts() {
     show($("[data-query-error]"), "");
-    for (const op of OPS) {
-      const params = new URLSearchParams({ op, query: query(), limit: "1" });
+    await Promise.all(OPS.map(async (op) => {
+      const params = new URLSearchParams({ op, query: inForce, limit: "1" });
       const { status, data } = await api("GET", `api/unmarked?${params}`);
       const cell = $(`[data-count="${op}"]`);
       if (status === 200) {
-        cell.textContent = String(data.count);
+        counts[op] = data.count;
+        cell.textContent = n(data.count);
       } else {
+        counts[op] = null;
         cell.textContent = "?";
         show($("[data-query-error]"), errorOf(status, data));
       }
-    }
+    }));
+    renderActions();
   }
 
   // --- the track table ----------------------------------------------------------
@@ -98,16 +132,21 @@
   const trackBody = $("[data-tracks-body]");
   const opSelect = $("select[name=op]");
   const scopeSelect = $("select[name=scope]");
+  const pageSize = $("select[name=page-size]");
   const allMatching = $("input[name=select-all-matching]");
   const selectPage = $("input[name=select-page]");
 
+  function size() {
+    return Number(pageSize.value);
+  }
+
   function trackParams(extra) {
-    return new URLSearchParams({ op: opSelect.value, scope: scopeSelect.value, query: query(), ...extra });
+    return new URLSearchParams({ op: opSelect.value, scope: scopeSelect.value, query: inForce, ...extra });
   }
 
   async function loadTracks() {
     const token = ++tracks.loading;
-    const params = trackParams({ limit: String(PAGE_SIZE), offset: String(tracks.offset) });
+    const params = trackParams({ limit: String(size()), offset: String(tracks.offset) });
     const { status, data } = await api("GET", `api/unmarked?${params}`);
     if (token !== tracks.loading) return;
     if (status !== 200) {
@@ -117,7 +156,7 @@
     } else {
       show($("[data-tracks-error]"), "");
       if (data.items.length === 0 && tracks.offset > 0 && data.count > 0) {
-        tracks.offset = Math.max(0, Math.floor((data.count - 1) / PAGE_SIZE) * PAGE_SIZE);
+        tracks.offset = lastOffset(data.count);
         loadTracks(); // the page emptied (tracks were marked): show the last one
         return;
       }
@@ -125,6 +164,10 @@
       tracks.count = data.count;
     }
     renderTracks();
+  }
+
+  function lastOffset(count) {
+    return Math.max(0, Math.floor((count - 1) / size()) * size());
   }
 
   function scopeWords() {
@@ -135,19 +178,21 @@
     const first = tracks.count ? tracks.offset + 1 : 0;
     const last = tracks.offset + tracks.items.length;
     $("[data-tracks-caption]").textContent =
-      `Tracks for ${opSelect.value} (${scopeWords()}): ${first}–${last} of ${tracks.count}`;
+      `Tracks for ${opSelect.value} (${scopeWords()}): ${n(first)}–${n(last)} of ${n(tracks.count)}`;
     trackBody.replaceChildren(...tracks.items.map(trackRow));
     if (tracks.items.length === 0) {
       const row = el("tr", null, { role: "row" });
       row.append(el("td", tracks.count ? "" : "No tracks match.", { colspan: "6", role: "cell" }));
       trackBody.append(row);
     }
-    const pages = Math.max(1, Math.ceil(tracks.count / PAGE_SIZE));
-    const pageNumber = Math.floor(tracks.offset / PAGE_SIZE) + 1;
-    $("[data-page-info]").textContent = `Page ${pageNumber} of ${pages}`;
-    $("[data-action=prev]").disabled = tracks.offset === 0;
-    $("[data-action=next]").disabled = tracks.offset + PAGE_SIZE >= tracks.count;
-    $("[data-matching-count]").textContent = String(tracks.count);
+    const pages = Math.max(1, Math.ceil(tracks.count / size()));
+    const pageNumber = Math.floor(tracks.offset / size()) + 1;
+    $("[data-page-info]").textContent = `Page ${n(pageNumber)} of ${n(pages)}`;
+    const atStart = tracks.offset === 0;
+    const atEnd = tracks.offset + size() >= tracks.count;
+    $("[data-action=prev]").disabled = $("[data-action=first]").disabled = atStart;
+    $("[data-action=next]").disabled = $("[data-action=last]").disabled = atEnd;
+    $("[data-matching-count]").textContent = n(tracks.count);
     renderSelection();
   }
 
@@ -161,7 +206,7 @@
     pick.append(box);
     row.append(pick);
     for (const [label, value] of [["Artist", item.artist], ["Title", item.title], ["Album", item.album]]) {
-      row.append(el("td", value, { "data-label": label, role: "cell" }));
+      row.append(el("td", value, { "data-label": label, role: "cell", class: "tag" }));
     }
     row.append(el("td", item.path, { "data-label": "Path", class: "path", role: "cell" }));
     const preview = el("td", null, { "data-label": "Would change", class: "preview-cell", role: "cell" });
@@ -182,11 +227,40 @@
     selectPage.checked = onPage > 0 && pickedHere === onPage;
     selectPage.indeterminate = pickedHere > 0 && pickedHere < onPage;
     allMatching.checked = tracks.allMatching;
-    const n = selectedCount();
+    const count = selectedCount();
     $("[data-selected-count]").textContent = tracks.allMatching
       ? `All ${plural(tracks.count, "matching track")} selected`
-      : (n ? `${plural(n, "track")} selected` : "No tracks selected");
-    for (const action of ["mark", "unmark"]) $(`[data-action=${action}]`).disabled = readonly || n === 0;
+      : (count ? `${plural(count, "track")} selected` : "No tracks selected");
+    renderActions();
+  }
+
+  // The buttons say what they act on, and are off while the box holds an unapplied edit.
+  function renderActions() {
+    const edited = stale();
+    const picked = selectedCount();
+    for (const button of document.querySelectorAll("button[data-op]")) {
+      const op = button.dataset.op;
+      const verb = button.dataset.verb;
+      const matching = counts[op];
+      button.textContent = picked
+        ? `${verb} ${n(picked)} selected`
+        : `${verb} all ${matching === undefined || matching === null ? "" : n(matching) + " "}matching`;
+      button.disabled = readonly || edited || (!picked && !matching);
+      describe(button, edited);
+    }
+    for (const action of ["mark", "unmark"]) {
+      const button = $(`[data-action=${action}]`);
+      button.disabled = readonly || edited || picked === 0;
+      describe(button, edited);
+    }
+  }
+
+  function describe(button, edited) {
+    const reasons = [];
+    if (readonly) reasons.push("readonly-note");
+    if (edited) reasons.push("query-stale");
+    if (reasons.length) button.setAttribute("aria-describedby", reasons.join(" "));
+    else button.removeAttribute("aria-describedby");
   }
 
   function clearSelection() {
@@ -228,11 +302,42 @@
     renderSelection();
   });
 
-  async function changeMarkers(action) {
+  // "All matching" in the table's operation and scope, as a query the API takes.
+  function scopedQuery() {
     const op = opSelect.value;
-    const body = tracks.allMatching
-      ? { op, query: query(), scope: scopeSelect.value, all: true }
+    const term = { unmarked: `unmarked:${op}`, marked: `^unmarked:${op}`, all: "" }[scopeSelect.value];
+    return [inForce, term].filter(Boolean).join(" ");
+  }
+
+  function markBody(op) {
+    return tracks.allMatching
+      ? { op, query: inForce, scope: scopeSelect.value, all: true }
       : { op, ids: [...tracks.selected] };
+  }
+
+  function askToChangeMarkers(action) {
+    const count = selectedCount();
+    const op = opSelect.value;
+    const body = markBody(op);
+    const run = () => changeMarkers(action, body);
+    if (count <= size()) {
+      run();
+      return;
+    }
+    const verb = action === "mark" ? "Mark" : "Unmark";
+    openConfirm({
+      title: `${verb} ${plural(count, "track")} for ${op}?`,
+      what: action === "mark"
+        ? `They will count as done for ${op} without being processed: no file moves, no tag changes.`
+        : `They will count as not done for ${op}, so the next ${op} job includes them. No file changes.`,
+      plan: { moves: 0, retags: 0, failures: 0, unchanged: count, complete: true, count },
+      button: `${verb} ${plural(count, "track")}`,
+      opener: $(`[data-action=${action}]`),
+      confirmed: run,
+    });
+  }
+
+  async function changeMarkers(action, body) {
     const button = $(`[data-action=${action}]`);
     button.disabled = true;
     const result = $("[data-result]");
@@ -245,10 +350,12 @@
       return;
     }
     show($("[data-tracks-error]"), "");
-    const changes = Object.entries(data.changed).filter(([, n]) => n > 0)
-      .map(([field, n]) => `${field} ${action === "mark" ? "set on" : "cleared from"} ${n}`);
-    result.textContent = `${action === "mark" ? "Marked as done" : "Unmarked"} for ${data.op}: `
+    const changes = Object.entries(data.changed).filter(([, count]) => count > 0)
+      .map(([field, count]) => `${field} ${action === "mark" ? "set on" : "cleared from"} ${n(count)}`);
+    const text = `${action === "mark" ? "Marked as done" : "Unmarked"} for ${data.op}: `
       + `${plural(data.matched, "track")} matched; ${changes.length ? changes.join(", ") : "nothing changed"}.`;
+    result.textContent = text;
+    announce(text);
     clearSelection();
     await Promise.all([refreshCounts(), loadTracks()]);
   }
@@ -258,7 +365,7 @@
     button.disabled = true;
     const result = $("[data-result]");
     result.textContent = "Computing the preview…";
-    const params = trackParams({ limit: String(PAGE_SIZE), offset: String(tracks.offset) });
+    const params = trackParams({ limit: String(Math.min(size(), 200)), offset: String(tracks.offset) });
     const { status, data } = await api("GET", `api/preview?${params}`);
     button.disabled = false;
     if (status !== 200) {
@@ -270,31 +377,78 @@
     for (const item of data.items) {
       const cell = trackBody.querySelector(`[data-track-row][data-id="${item.id}"] [data-preview]`);
       if (!cell) continue;
-      const lines = previewLines(item);
       if (item.error || Object.keys(item.changes).length || (item.dest && item.dest !== item.file)) changing += 1;
-      cell.replaceChildren(...lines);
+      cell.replaceChildren(changeList(item));
       cell.hidden = false;
     }
-    result.textContent = `Preview for ${data.op} of ${plural(data.items.length, "track")} on this page: `
-      + `${changing} would change. Nothing has been changed.`;
+    const text = `Preview for ${data.op} of ${plural(data.items.length, "track")} on this page: `
+      + `${n(changing)} would change. Nothing has been changed.`;
+    result.textContent = text;
+    announce(text);
   }
+
+  // --- showing changes: whitespace and Unicode forms made visible ---------------------
 
   function shown(value) {
     if (Array.isArray(value)) return value.join("; ");
     return value === null || value === undefined ? "" : String(value);
   }
 
-  function previewLines(item) {
-    const list = el("ul");
+  // Spaces at the ends and in runs, tabs and other blanks become visible marks;
+  // a single space between words stays a space.
+  function visible(text) {
+    const out = document.createDocumentFragment();
+    const parts = text.split(/(^ +| +$| {2,}|[\t\u00a0\u2000-\u200b\u3000]+)/);
+    parts.forEach((part, index) => {
+      if (!part) return;
+      if (index % 2 === 0) { // between the captured blanks
+        out.append(part);
+        return;
+      }
+      const mark = [...part].map((c) => (c === " " ? "·" : c === "\t" ? "⇥" : "⍽")).join("");
+      out.append(el("span", mark, { class: "ws", title: blankName(part) }));
+    });
+    return out;
+  }
+
+  function blankName(part) {
+    if (/^ +$/.test(part)) return part.length === 1 ? "a space" : `${part.length} spaces`;
+    if (part.includes("\t")) return "a tab";
+    return "a special space";
+  }
+
+  function form(text) {
+    if (text === text.normalize("NFC")) return text === text.normalize("NFD") ? "" : "NFC";
+    return text === text.normalize("NFD") ? "NFD" : "mixed";
+  }
+
+  function diffLine(field, before, after) {
+    const line = el("li", null, { "data-field": field });
+    const old = shown(before);
+    const now = shown(after);
+    const del = el("del");
+    del.append(visible(old));
+    const ins = el("ins");
+    ins.append(visible(now));
+    line.append(el("span", `${field}: `, { class: "field" }), del, el("span", " → ", { class: "arrow" }), ins);
+    const was = form(old);
+    const is = form(now);
+    if (was !== is && was && is && old.normalize("NFC") === now.normalize("NFC")) {
+      line.append(el("span", `Unicode form only: ${was} → ${is}`, { class: "form", "data-unicode-form": "" }));
+    } else if (was !== is && was && is) {
+      line.append(el("span", `also Unicode form ${was} → ${is}`, { class: "form", "data-unicode-form": "" }));
+    }
+    return line;
+  }
+
+  function changeList(item) {
+    const list = el("ul", null, { class: "changes" });
     if (item.error) {
       list.append(el("li", item.skipped ? `skipped: ${item.error}` : `would fail: ${item.error}`, { class: "bad" }));
-      return [list];
+      return list;
     }
-    for (const [field, [before, after]] of Object.entries(item.changes)) {
-      const line = el("li", null, { "data-field": field });
-      line.append(el("span", `${field}: `, { class: "field" }), el("del", shown(before)),
-        el("span", " → ", { "aria-label": "becomes" }), el("ins", shown(after)));
-      list.append(line);
+    for (const [field, [before, after]] of Object.entries(item.changes || {})) {
+      list.append(diffLine(field, before, after));
     }
     if (item.dest && item.dest !== item.file) {
       const line = el("li", null, { "data-field": "path" });
@@ -302,7 +456,42 @@
       list.append(line);
     }
     if (!list.children.length) list.append(el("li", "nothing to change"));
-    return [list];
+    return list;
+  }
+
+  // --- failures in plain words ------------------------------------------------------
+
+  const REASONS = [
+    [/file not found|No such file/i, "The file is missing."],
+    [/Errno 1\]|Operation not permitted/i,
+      "The file cannot be changed: the system refuses it (it may be locked or marked immutable)."],
+    [/Errno 13\]|Permission denied/i, "No permission to change the file."],
+    [/Errno 28\]|No space left/i, "The disk is full."],
+    [/Errno 30\]|Read-only file system/i, "The disk holding the file is read-only."],
+    [/unreadable|cannot read|error reading|could not read|not a supported|FileTypeError|HeaderNotFound|can't sync/i,
+      "The file cannot be read as audio: it is damaged or not in a supported format."],
+    [/already done by another run/i, "Another run already did it."],
+    [/removed from the library/i, "The track was removed from the library meanwhile."],
+  ];
+
+  // (reason, technical detail without the path, which is shown once beside it)
+  function plainReason(error, file) {
+    const message = String(error || "");
+    let detail = message;
+    if (file) detail = detail.split(`'${file}'`).join("").split(file).join("");
+    detail = detail.replace(/^\s*[:;,-]\s*|\s*[:;,-]\s*$/g, "").replace(/\s{2,}/g, " ").trim();
+    for (const [pattern, reason] of REASONS) {
+      if (pattern.test(message)) return [reason, detail];
+    }
+    return [detail || "It failed for an unknown reason.", ""];
+  }
+
+  function failureItem(entry) {
+    const li = el("li", null, { "data-failure": "", "data-item": String(entry.item_id) });
+    const [reason, detail] = plainReason(entry.error, entry.file);
+    li.append(el("span", reason, { class: "reason" }), " ", el("span", entry.file || "", { class: "path" }));
+    if (detail && detail !== reason) li.append(el("span", ` (${detail})`, { class: "detail" }));
+    return li;
   }
 
   // --- recent jobs ---------------------------------------------------------------
@@ -322,10 +511,16 @@
 
   async function loadJobs() {
     const { status, data } = await api("GET", "api/jobs");
-    if (status !== 200) return;
+    if (status !== 200) return null;
     const jobs = data.jobs.slice(0, JOBS_SHOWN);
     $("[data-jobs-body]").replaceChildren(...jobs.map(jobRow));
     $("[data-jobs-empty]").hidden = jobs.length > 0;
+    return data.jobs;
+  }
+
+  function statusWords(job) {
+    if (job.status === "completed" && job.failed) return `completed with ${plural(job.failed, "failure")}`;
+    return job.status;
   }
 
   function jobRow(job) {
@@ -335,48 +530,59 @@
     });
     const first = el("td", null, { "data-label": "Job", role: "cell" });
     first.append(open);
-    const counts = `${job.succeeded} succeeded, ${job.failed} failed, ${job.skipped} skipped of ${job.total}`;
+    const tally = `${n(job.succeeded)} succeeded, ${n(job.failed)} failed, ${n(job.skipped)} skipped of ${n(job.total)}`;
     const time = el("time", when(job.created), { datetime: new Date(job.created * 1000).toISOString() });
     const whenCell = el("td", null, { "data-label": "When", role: "cell" });
     whenCell.append(time);
+    const warn = job.status === "completed" && job.failed > 0;
     row.append(first,
-      el("td", job.status, { "data-label": "Status", "data-status": job.status, role: "cell" }),
+      el("td", statusWords(job), { "data-label": "Status", "data-status": warn ? "warning" : job.status, role: "cell" }),
       el("td", job.op, { "data-label": "Operation", role: "cell" }),
       el("td", job.origin, { "data-label": "Origin", role: "cell" }),
-      el("td", counts, { "data-label": "Items", role: "cell" }),
+      el("td", tally, { "data-label": "Items", role: "cell" }),
       whenCell,
       el("td", took(job), { "data-label": "How long", role: "cell" }));
     row.addEventListener("click", () => openRecord(job.job));
     return row;
   }
 
-  async function openRecord(jobId) {
+  async function openRecord(jobId, filter) {
     // The list is redrawn meanwhile: focus goes back to the job's row as it is then.
     opener = () => $(`[data-job-row][data-job="${jobId}"] button`);
-    await attach(jobId, "", true);
+    await attach(jobId, "", true, filter);
   }
 
   // --- a job's record (in the dialog) ----------------------------------------------
 
+  const recordStatus = $("select[name=record-status]");
+
+  let recordLoads = 0; // a token: only the latest request is drawn
+
   async function loadRecord(reset) {
     if (!state) return;
+    const token = ++recordLoads;
     const list = $("[data-record-items]");
-    if (reset) list.replaceChildren();
     const jobId = state.job;
-    const params = new URLSearchParams({ limit: String(RECORD_PAGE), offset: String(list.children.length) });
+    const filter = recordStatus.value;
+    const params = new URLSearchParams({ limit: String(RECORD_PAGE), offset: String(reset ? 0 : list.children.length) });
+    if (filter) params.set("status", filter);
     const { status, data } = await api("GET", `api/jobs/${jobId}/items?${params}`);
-    if (!state || state.job !== jobId) return;
+    if (token !== recordLoads || !state || state.job !== jobId) return;
     if (status !== 200) {
       show($("[data-record-note]"), errorOf(status, data));
       return;
     }
+    if (reset) list.replaceChildren();
     list.append(...data.items.map(recordItem));
+    const what = filter ? `${filter} track` : "track";
     const note = data.count === 0
-      ? "No items were processed."
-      : `${plural(data.count, "item")}${data.compacted ? " kept: this job's record was compacted to its failed items" : ""}; `
-        + `showing ${list.children.length}.`;
+      ? `No ${what}s.`
+      : `${plural(data.count, what)}${data.compacted ? " kept: this job's record was compacted to its failed items" : ""}; `
+        + `showing ${n(list.children.length)}.`;
     show($("[data-record-note]"), note);
-    $("[data-action=record-more]").hidden = list.children.length >= data.count;
+    const more = $("[data-action=record-more]");
+    more.hidden = list.children.length >= data.count;
+    more.textContent = `Show ${n(Math.min(RECORD_PAGE, data.count - list.children.length))} more`;
   }
 
   function recordItem(item) {
@@ -384,46 +590,205 @@
     const li = el("li", null, { "data-record-item": "", "data-status": outcome, class: outcome });
     li.append(el("strong", `${outcome}: `));
     if (outcome === "failed" || outcome === "skipped") {
-      li.append(el("span", item.error || item.file || ""));
+      const [reason, detail] = plainReason(item.error, item.file);
+      li.append(el("span", reason, { class: "reason" }), " ", el("span", item.file || "", { class: "path" }));
+      if (detail && detail !== reason) li.append(el("span", ` (${detail})`, { class: "detail" }));
       return li;
     }
-    li.append(el("span", item.file || ""));
-    if (item.dest && item.dest !== item.file) li.append(el("span", " → "), el("span", item.dest));
+    li.append(el("span", item.file || "", { class: "path" }));
+    if (item.dest && item.dest !== item.file) li.append(el("span", " → "), el("span", item.dest, { class: "path" }));
     const changes = Object.entries(item.changes || {});
     if (changes.length) {
-      li.append(el("span", ` (${changes.map(([f, [a, b]]) => `${f}: ${shown(a)} → ${shown(b)}`).join("; ")})`));
+      const list = el("ul", null, { class: "changes" });
+      for (const [field, [before, after]] of changes) list.append(diffLine(field, before, after));
+      li.append(list);
     }
     return li;
   }
 
+  // --- confirming: the whole plan before anything starts ------------------------------
+
+  let confirming = null; // {confirmed, opener, token}
+
+  function openConfirm(request) {
+    const token = {};
+    confirming = { ...request, token };
+    $("[data-confirm-title]").textContent = request.title;
+    $("[data-confirm-what]").textContent = request.what;
+    show($("[data-confirm-error]"), "");
+    $("[data-plan-sample]").replaceChildren();
+    $("[data-plan-sample-box]").hidden = true;
+    $("[data-plan-causes]").hidden = true;
+    const go = $("[data-action=confirm]");
+    go.textContent = request.button;
+    go.disabled = false;
+    for (const name of ["moves", "retags", "failures", "unchanged"]) $(`[data-plan=${name}]`).textContent = "…";
+    confirmBox.hidden = false;
+    modal(true);
+    if (request.plan) renderPlan(request.plan, request.plan.count);
+    else loadPlan(request.planBody, token);
+    $("[data-action=dismiss]").focus();
+  }
+
+  function closeConfirm(focusBack) {
+    const request = confirming;
+    confirming = null;
+    confirmBox.hidden = true;
+    modal(!dialog.hidden);
+    if (focusBack && request && request.opener) request.opener.focus();
+  }
+
+  // The plan, a slice at a time: a small first slice, then larger ones, added up.
+  async function loadPlan(body, token) {
+    const total = { moves: 0, retags: 0, unchanged: 0, failures: {}, sample: [], scanned: 0 };
+    let offset = 0;
+    let limit = PLAN_FIRST;
+    for (;;) {
+      const { status, data } = await api("POST", "api/plan", { ...body, offset, limit });
+      if (!confirming || confirming.token !== token) return; // dismissed meanwhile
+      if (status !== 200) {
+        show($("[data-confirm-error]"), `The plan could not be computed: ${errorOf(status, data)}`);
+        return;
+      }
+      total.moves += data.moves;
+      total.retags += data.retags;
+      total.unchanged += data.unchanged;
+      total.scanned += data.scanned;
+      for (const [cause, count] of Object.entries(data.failures)) {
+        total.failures[cause] = (total.failures[cause] || 0) + count;
+      }
+      for (const entry of data.sample) {
+        if (total.sample.length < 12 || (entry.error && total.sample.filter((s) => s.error).length < 6)) {
+          total.sample.push(entry);
+        }
+      }
+      const failures = Object.values(total.failures).reduce((a, b) => a + b, 0);
+      renderPlan({ ...total, failures, causes: total.failures, complete: data.next === null }, data.count);
+      if (data.next === null) return;
+      offset = data.next;
+      limit = PLAN_SLICE;
+    }
+  }
+
+  const CAUSES = {
+    missing: "missing files",
+    unreadable: "files that cannot be read as audio",
+    not_writable: "files that cannot be written",
+    destination_taken: "destinations another file holds (it would get a numbered name instead)",
+  };
+
+  function renderPlan(plan, count) {
+    $("[data-plan=moves]").textContent = n(plan.moves);
+    $("[data-plan=retags]").textContent = n(plan.retags);
+    $("[data-plan=failures]").textContent = n(plan.failures);
+    $("[data-plan=unchanged]").textContent = n(plan.unchanged);
+    const causes = $("[data-plan-causes]");
+    const entries = Object.entries(plan.causes || {}).filter(([, c]) => c > 0);
+    causes.replaceChildren(...entries.map(([cause, c]) => el("li", `${n(c)} ${CAUSES[cause] || cause}`,
+      { "data-cause": cause })));
+    causes.hidden = entries.length === 0;
+    const scanned = plan.scanned === undefined ? count : plan.scanned;
+    $("[data-plan-progress]").textContent = plan.complete
+      ? `All ${plural(count, "track")} checked: each file opened read-only and tested for writing. Nothing has changed yet.`
+      : `Checked ${n(scanned)} of ${plural(count, "track")} so far…`;
+    $("[data-action=confirm]").disabled = count === 0;
+    if (count === 0) $("[data-plan-progress]").textContent = "No tracks: there is nothing to do.";
+    const sample = plan.sample || [];
+    $("[data-plan-sample-box]").hidden = sample.length === 0;
+    $("[data-plan-sample]").replaceChildren(...sample.map((entry) => {
+      const li = el("li", null, { "data-plan-item": String(entry.id) });
+      li.append(el("span", entry.file || "", { class: "path" }));
+      if (entry.error) {
+        const [reason] = plainReason(entry.error, entry.file);
+        li.append(el("p", `would fail: ${reason}`, { class: "bad" }));
+      } else {
+        li.append(changeList(entry));
+      }
+      return li;
+    }));
+  }
+
+  // What a job button acts on: the checked tracks, or all the query in force matches.
+  function jobRequest(op, button) {
+    const verb = button.dataset.verb;
+    const picked = selectedCount();
+    if (tracks.allMatching) {
+      const query = scopedQuery();
+      return {
+        title: `${verb} all ${plural(picked, "selected track")}?`,
+        body: { op, query, force: true },
+        planBody: { op, query, scope: "all" },
+      };
+    }
+    if (picked) {
+      const ids = [...tracks.selected];
+      const force = scopeSelect.value !== "unmarked";
+      return {
+        title: `${verb} ${plural(picked, "selected track")}?`,
+        body: { op, ids, force },
+        planBody: { op, ids, force },
+      };
+    }
+    return {
+      title: `${verb} all ${plural(counts[op] || 0, "matching track")}?`,
+      body: { op, query: inForce },
+      planBody: { op, query: inForce, scope: "unmarked" },
+    };
+  }
+
+  function askToStart(op, button) {
+    if (stale()) return; // the buttons are disabled then; a stale edit never acts
+    const request = jobRequest(op, button);
+    const where = inForce ? ` matching “${inForce}”` : "";
+    openConfirm({
+      title: request.title,
+      what: `This is what the ${op} job will do${request.body.ids ? "" : where}, checked file by file before anything changes.`,
+      planBody: request.planBody,
+      button: `Start ${op}`,
+      opener: button,
+      confirmed: () => start(request.body, button),
+    });
+  }
+
   // --- starting and attaching ---------------------------------------------------
 
-  async function start(op, button) {
+  async function start(body, button) {
     opener = button;
     show($("[data-start-error]"), "");
-    const { status, data } = await api("POST", "api/jobs", { op, query: query() });
+    const { status, data } = await api("POST", "api/jobs", body);
     if (status === 202) {
+      clearSelection();
+      renderSelection();
       await attach(data.job);
       loadJobs();
     } else if (status === 409 && data && data.job) {
       await attach(data.job, "Another job is already running on this library; showing it.");
     } else {
       show($("[data-start-error]"), errorOf(status, data));
+      if (button) button.focus();
     }
   }
 
-  async function attach(jobId, note, record) {
+  async function attach(jobId, note, record, filter) {
     const { status, data } = await api("GET", `api/jobs/${jobId}`);
     if (status !== 200) return;
     state = {
       job: data.job, op: data.op, origin: data.origin, status: data.status, total: data.total,
       current: data.current, succeeded: data.succeeded, failed: data.failed, skipped: data.skipped,
-      file: "", errors: data.errors || [], error: data.error, note: note || "",
-      record: Boolean(record) && !ACTIVE.has(data.status),
+      force: data.force, file: "", errors: data.errors || [], error: data.error, note: note || "",
+      record: Boolean(record) && !ACTIVE.has(data.status), decile: Math.floor((10 * data.current) / (data.total || 1)),
+      minimised: false,
     };
+    recordStatus.value = filter || "";
     openDialog();
-    if (ACTIVE.has(data.status)) follow(data.job, data.last_event);
-    else finish();
+    if (ACTIVE.has(data.status)) {
+      announce(data.current
+        ? `Job ${data.job} running: ${data.op}, ${n(data.current)} of ${plural(data.total, "track")} done.`
+        : `Job ${data.job} started: ${data.op} of ${plural(data.total, "track")}.`);
+      state.announced = true;
+      follow(data.job, data.last_event);
+    }
+    else finish(false);
     render();
     if (state.record) loadRecord(true);
   }
@@ -436,6 +801,7 @@
       const data = JSON.parse(e.data);
       state.total = data.total;
       state.status = "running";
+      if (!state.announced) announce(`Job ${state.job} started: ${state.op} of ${plural(data.total, "track")}.`);
       dirty = true;
     });
     source.addEventListener("item", (e) => {
@@ -450,6 +816,12 @@
         state.failed += 1;
         state.errors.push({ item_id: data.item_id, file: data.file, error: data.error });
       }
+      const decile = Math.floor((10 * data.current) / (data.total || 1));
+      if (decile > state.decile && decile < 10) {
+        announce(`Job ${state.job}: ${decile * 10} % done, ${n(data.current)} of ${n(data.total)}`
+          + `${state.failed ? `, ${plural(state.failed, "failure")} so far` : ""}.`);
+      }
+      state.decile = decile;
       dirty = true;
     });
     source.addEventListener("done", (e) => {
@@ -460,71 +832,135 @@
       });
       state.current = data.succeeded + data.failed + data.skipped;
       state.file = "";
-      finish();
+      finish(true);
       render();
+      announce(`Job ${state.job} ${outcome()[0]}`);
     });
   }
 
-  function finish() {
+  // The outcome in words, and its style.
+  function outcome() {
+    const s = state;
+    const tally = `${n(s.succeeded)} succeeded, ${n(s.failed)} failed${s.skipped ? `, ${n(s.skipped)} skipped` : ""}.`;
+    if (s.status === "completed") {
+      if (s.failed) return [`completed with ${plural(s.failed, "failure")}: ${tally}`, "warning"];
+      return [`completed: ${tally}`, "ok"];
+    }
+    if (s.status === "cancelled") return [`cancelled after ${n(s.current)} of ${n(s.total)}: ${tally}`, "warning"];
+    if (s.status === "interrupted") return [`interrupted after ${n(s.current)} of ${n(s.total)}: ${tally}`, "bad"];
+    return [`failed${s.error ? ` (${s.error})` : ""}: ${tally}`, "bad"];
+  }
+
+  function finish(live) {
     if (source) {
       source.close();
       source = null;
     }
     $("[data-action=cancel]").hidden = true;
+    $("[data-action=minimise]").hidden = true;
     const close = $("[data-action=close]");
     close.hidden = false;
-    close.focus();
+    if (!state.minimised && (live || !dialog.hidden)) close.focus();
     refreshCounts();
     loadTracks();
     loadJobs();
   }
 
-  // --- the dialog ---------------------------------------------------------------
+  // --- the dialogs ---------------------------------------------------------------
+
+  // While a dialog is up, the page behind it is out of reach (and of the Tab key).
+  function modal(on) {
+    for (const part of [$("header"), $("main"), strip]) {
+      if (on) part.setAttribute("inert", "");
+      else part.removeAttribute("inert");
+    }
+    backdrop.hidden = !on;
+  }
 
   function openDialog() {
     dialog.hidden = false;
-    backdrop.hidden = false;
+    strip.hidden = true;
+    modal(true);
     const cancel = $("[data-action=cancel]");
     cancel.hidden = false;
     cancel.disabled = readonly;
+    $("[data-action=minimise]").hidden = false;
     $("[data-action=close]").hidden = true;
+    $("[data-action=retry-failed]").hidden = true;
     $("[data-job-errors]").replaceChildren();
     $("[data-record-items]").replaceChildren();
     $("[data-job-record]").hidden = true;
-    cancel.focus();
+    $("[data-action=minimise]").focus();
+  }
+
+  function minimise() {
+    if (!state || !ACTIVE.has(state.status)) return;
+    state.minimised = true;
+    dialog.hidden = true;
+    modal(false);
+    strip.hidden = false;
+    render();
+    $("[data-action=reopen]").focus();
+  }
+
+  function reopen() {
+    if (!state) return;
+    state.minimised = false;
+    strip.hidden = true;
+    dialog.hidden = false;
+    modal(true);
+    render();
+    const target = ACTIVE.has(state.status) ? $("[data-action=minimise]") : $("[data-action=close]");
+    target.focus();
   }
 
   function closeDialog() {
-    if (state && ACTIVE.has(state.status)) return; // only a finished job's dialog closes
+    if (state && ACTIVE.has(state.status)) return; // a running job's dialog is minimised instead
     dialog.hidden = true;
-    backdrop.hidden = true;
+    strip.hidden = true;
+    modal(false);
     state = null;
     const target = typeof opener === "function" ? opener() : opener;
-    if (target) target.focus();
+    if (target && target.isConnected && !target.disabled) target.focus();
+    else queryBox.focus();
   }
 
   function render() {
     dirty = false;
     if (!state) return;
-    const percent = state.total ? Math.floor((100 * state.current) / state.total) : (ACTIVE.has(state.status) ? 0 : 100);
+    const active = ACTIVE.has(state.status);
+    const percent = state.total ? Math.floor((100 * state.current) / state.total) : (active ? 0 : 100);
     $("[data-job-id]").textContent = String(state.job);
     $("[data-job-op]").textContent = state.op;
     $("[data-job-origin]").textContent = `started from ${state.origin}${state.note ? ". " + state.note : ""}`;
     const bar = $("[data-progress]");
     bar.setAttribute("aria-valuenow", String(percent));
-    bar.setAttribute("aria-valuetext", `${state.current} of ${state.total} items`);
+    bar.setAttribute("aria-valuetext", `${n(state.current)} of ${n(state.total)} items`);
     $("[data-progress-bar]").style.width = `${percent}%`;
-    $("[data-job-current]").textContent = `${state.current} / ${state.total}`;
+    $("[data-job-current]").textContent = `${n(state.current)} / ${n(state.total)}`;
     const status = $("[data-job-status]");
     status.textContent = state.status;
     status.dataset.jobStatus = state.status;
+    const result = $("[data-job-outcome]");
+    if (active) {
+      result.hidden = true;
+    } else {
+      const [words, style] = outcome();
+      result.textContent = words[0].toUpperCase() + words.slice(1);
+      result.dataset.style = style;
+      result.hidden = false;
+    }
     $("[data-job-file]").textContent = state.file || "–";
-    $("[data-job-succeeded]").textContent = String(state.succeeded);
-    $("[data-job-failed]").textContent = String(state.failed);
-    $("[data-job-skipped]").textContent = String(state.skipped);
+    $("[data-job-succeeded]").textContent = n(state.succeeded);
+    $("[data-job-failed]").textContent = n(state.failed);
+    $("[data-job-skipped]").textContent = n(state.skipped);
     $("[data-job-record]").hidden = !state.record;
+    $("[data-action=retry-failed]").hidden = active || readonly || state.failed === 0 || state.errors.length === 0;
     renderErrors();
     show($("[data-job-error]"), state.error || "");
+    $("[data-strip-text]").textContent = active
+      ? `Job ${state.job} (${state.op}): ${n(state.current)} / ${n(state.total)}, ${n(state.failed)} failed`
+      : `Job ${state.job} ${outcome()[0]}`;
   }
 
   function renderErrors() {
@@ -532,24 +968,54 @@
     const shownErrors = state.errors.slice(0, MAX_ERRORS_SHOWN);
     // A record lists the failed items itself, first.
     $("[data-job-errors-box]").hidden = state.record || state.errors.length === 0;
-    if (list.children.length === shownErrors.length + (state.errors.length > MAX_ERRORS_SHOWN ? 1 : 0)) return;
-    list.replaceChildren(...shownErrors.map((entry) => {
-      const li = document.createElement("li");
-      li.textContent = entry.error; // beets' messages name the file
-      li.title = entry.file || "";
-      return li;
-    }));
-    if (state.errors.length > MAX_ERRORS_SHOWN) {
-      const more = document.createElement("li");
-      more.textContent = `… and ${state.errors.length - MAX_ERRORS_SHOWN} more (GET api/jobs/${state.job} lists them all)`;
-      list.append(more);
+    if (list.children.length !== shownErrors.length) list.replaceChildren(...shownErrors.map(failureItem));
+    const more = $("[data-action=show-failures]");
+    const hidden = Math.max(0, state.failed - shownErrors.length);
+    more.hidden = hidden === 0 || ACTIVE.has(state.status);
+    more.textContent = `… and ${plural(hidden, "more failed track")}: show them all`;
+  }
+
+  async function retryFailed() {
+    if (!state) return;
+    const ids = [...new Set(state.errors.map((entry) => entry.item_id))];
+    if (!ids.length) return;
+    const op = state.op;
+    const force = Boolean(state.force);
+    const button = $("[data-action=retry-failed]");
+    const previous = state;
+    dialog.hidden = true;
+    openConfirm({
+      title: `Retry the ${plural(ids.length, "failed track")} of job ${previous.job}?`,
+      what: `A new ${op} job over exactly the tracks that failed. This is what it will do now:`,
+      planBody: { op, ids, force },
+      button: `Retry ${plural(ids.length, "track")}`,
+      opener: button,
+      confirmed: () => start({ op, ids, force }, null),
+      dismissed: () => { dialog.hidden = false; modal(true); button.focus(); },
+    });
+  }
+
+  // Tab and Shift+Tab go round inside an open dialog.
+  function trapFocus(e, box) {
+    const focusable = [...box.querySelectorAll("button, select, input, summary, a[href], [tabindex='0']")]
+      .filter((node) => !node.disabled && node.offsetParent !== null && !node.closest("[hidden]"));
+    if (!focusable.length) return;
+    const first = focusable[0];
+    const last = focusable[focusable.length - 1];
+    const inside = box.contains(document.activeElement);
+    if (e.shiftKey && (document.activeElement === first || !inside)) {
+      e.preventDefault();
+      last.focus();
+    } else if (!e.shiftKey && (document.activeElement === last || !inside)) {
+      e.preventDefault();
+      first.focus();
     }
   }
 
   // --- wiring ---------------------------------------------------------------------
 
   for (const button of document.querySelectorAll("button[data-op]")) {
-    button.addEventListener("click", () => start(button.dataset.op, button));
+    button.addEventListener("click", () => askToStart(button.dataset.op, button));
   }
   $("[data-action=cancel]").addEventListener("click", async () => {
     if (!state) return;
@@ -557,25 +1023,54 @@
     await api("POST", `api/jobs/${state.job}/cancel`);
   });
   $("[data-action=close]").addEventListener("click", closeDialog);
+  $("[data-action=minimise]").addEventListener("click", minimise);
+  $("[data-action=reopen]").addEventListener("click", reopen);
+  $("[data-action=retry-failed]").addEventListener("click", retryFailed);
+  $("[data-action=show-failures]").addEventListener("click", () => {
+    if (!state) return;
+    state.record = true;
+    recordStatus.value = "failed";
+    render();
+    loadRecord(true);
+    recordStatus.focus();
+  });
+  recordStatus.addEventListener("change", () => loadRecord(true));
   $("[data-action=record-more]").addEventListener("click", () => loadRecord(false));
-  $("[data-action=mark]").addEventListener("click", () => changeMarkers("mark"));
-  $("[data-action=unmark]").addEventListener("click", () => changeMarkers("unmark"));
+  $("[data-action=confirm]").addEventListener("click", () => {
+    const request = confirming;
+    if (!request) return;
+    closeConfirm(false);
+    request.confirmed();
+  });
+  $("[data-action=dismiss]").addEventListener("click", () => {
+    const request = confirming;
+    closeConfirm(!(request && request.dismissed));
+    if (request && request.dismissed) request.dismissed();
+  });
+  $("[data-action=mark]").addEventListener("click", () => askToChangeMarkers("mark"));
+  $("[data-action=unmark]").addEventListener("click", () => askToChangeMarkers("unmark"));
   $("[data-action=preview]").addEventListener("click", preview);
-  $("[data-action=prev]").addEventListener("click", () => {
-    tracks.offset = Math.max(0, tracks.offset - PAGE_SIZE);
-    loadTracks();
-  });
-  $("[data-action=next]").addEventListener("click", () => {
-    tracks.offset += PAGE_SIZE;
-    loadTracks();
-  });
+  const go = (offset) => { tracks.offset = offset; loadTracks(); };
+  $("[data-action=first]").addEventListener("click", () => go(0));
+  $("[data-action=prev]").addEventListener("click", () => go(Math.max(0, tracks.offset - size())));
+  $("[data-action=next]").addEventListener("click", () => go(tracks.offset + size()));
+  $("[data-action=last]").addEventListener("click", () => go(lastOffset(tracks.count)));
+  pageSize.addEventListener("change", () => go(Math.floor(tracks.offset / size()) * size()));
   opSelect.addEventListener("change", reloadTracks);
   scopeSelect.addEventListener("change", reloadTracks);
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && !dialog.hidden) closeDialog();
+    const box = !confirmBox.hidden ? confirmBox : (!dialog.hidden ? dialog : null);
+    if (!box) return;
+    if (e.key === "Tab") trapFocus(e, box);
+    if (e.key !== "Escape") return;
+    if (box === confirmBox) $("[data-action=dismiss]").click();
+    else if (state && ACTIVE.has(state.status)) minimise();
+    else closeDialog();
   });
   $("#query-form").addEventListener("submit", (e) => {
     e.preventDefault();
+    inForce = queryBox.value.trim();
+    renderQuery();
     refreshCounts();
     reloadTracks();
   });
@@ -584,15 +1079,12 @@
   // A reload, a second tab, or a job started elsewhere (the CLI, another
   // browser): show the running job if there is one.
   (async () => {
+    queryBox.value = "";
+    renderQuery();
     loadTracks();
     await refreshCounts();
-    const { status, data } = await api("GET", "api/jobs");
-    if (status === 200) {
-      const jobs = data.jobs.slice(0, JOBS_SHOWN);
-      $("[data-jobs-body]").replaceChildren(...jobs.map(jobRow));
-      $("[data-jobs-empty]").hidden = jobs.length > 0;
-    }
-    const running = status === 200 && data.jobs.find((job) => ACTIVE.has(job.status));
+    const jobs = await loadJobs();
+    const running = jobs && jobs.find((job) => ACTIVE.has(job.status));
     if (running) await attach(running.job);
   })();
 })();
