@@ -293,7 +293,7 @@ def test_failures_once_in_plain_words_retry_and_the_record(env: LibraryEnv, serv
     more = page.locator("button[data-action=show-failures]")
     expect(more).to_have_text("… and 10 more failed tracks: show them all")
     assert_accessible(page, "a job with failures")
-    page.locator("[data-job-dialog]").screenshot(path=str(SCREENSHOTS / "dialog-finished.png"))
+    page.locator("[data-job-dialog]").screenshot(path=str(SCREENSHOTS / "dialog-failures.png"))
 
     more.click()  # the record, filtered to failures, all 210 in one step
     expect(page.locator("select[name=record-status]")).to_have_value("failed")

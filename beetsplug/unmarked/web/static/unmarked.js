@@ -65,6 +65,13 @@
     element.hidden = !text;
   }
 
+  // A dialog is in the page, and a dialog to assistive technology, only while shown.
+  function shownDialog(box, on) {
+    box.hidden = !on;
+    if (on) box.setAttribute("role", "dialog");
+    else box.removeAttribute("role");
+  }
+
   function el(tag, text, attributes) {
     const node = document.createElement(tag);
     if (text !== undefined && text !== null) node.textContent = String(text);
@@ -245,7 +252,7 @@
       button.textContent = picked
         ? `${verb} ${n(picked)} selected`
         : `${verb} all ${matching === undefined || matching === null ? "" : n(matching) + " "}matching`;
-      button.disabled = readonly || edited || (!picked && !matching);
+      button.disabled = readonly || edited; // none matching: the confirmation says so
       describe(button, edited);
     }
     for (const action of ["mark", "unmark"]) {
@@ -481,7 +488,7 @@
     if (file) detail = detail.split(`'${file}'`).join("").split(file).join("");
     detail = detail.replace(/^\s*[:;,-]\s*|\s*[:;,-]\s*$/g, "").replace(/\s{2,}/g, " ").trim();
     for (const [pattern, reason] of REASONS) {
-      if (pattern.test(message)) return [reason, detail];
+      if (pattern.test(message)) return [reason, /^(file not found|No such file)/i.test(detail) ? "" : detail];
     }
     return [detail || "It failed for an unknown reason.", ""];
   }
@@ -623,7 +630,7 @@
     go.textContent = request.button;
     go.disabled = false;
     for (const name of ["moves", "retags", "failures", "unchanged"]) $(`[data-plan=${name}]`).textContent = "…";
-    confirmBox.hidden = false;
+    shownDialog(confirmBox, true);
     modal(true);
     if (request.plan) renderPlan(request.plan, request.plan.count);
     else loadPlan(request.planBody, token);
@@ -633,7 +640,7 @@
   function closeConfirm(focusBack) {
     const request = confirming;
     confirming = null;
-    confirmBox.hidden = true;
+    shownDialog(confirmBox, false);
     modal(!dialog.hidden);
     if (focusBack && request && request.opener) request.opener.focus();
   }
@@ -878,7 +885,7 @@
   }
 
   function openDialog() {
-    dialog.hidden = false;
+    shownDialog(dialog, true);
     strip.hidden = true;
     modal(true);
     const cancel = $("[data-action=cancel]");
@@ -896,7 +903,7 @@
   function minimise() {
     if (!state || !ACTIVE.has(state.status)) return;
     state.minimised = true;
-    dialog.hidden = true;
+    shownDialog(dialog, false);
     modal(false);
     strip.hidden = false;
     render();
@@ -907,7 +914,7 @@
     if (!state) return;
     state.minimised = false;
     strip.hidden = true;
-    dialog.hidden = false;
+    shownDialog(dialog, true);
     modal(true);
     render();
     const target = ACTIVE.has(state.status) ? $("[data-action=minimise]") : $("[data-action=close]");
@@ -916,7 +923,7 @@
 
   function closeDialog() {
     if (state && ACTIVE.has(state.status)) return; // a running job's dialog is minimised instead
-    dialog.hidden = true;
+    shownDialog(dialog, false);
     strip.hidden = true;
     modal(false);
     state = null;
@@ -983,7 +990,7 @@
     const force = Boolean(state.force);
     const button = $("[data-action=retry-failed]");
     const previous = state;
-    dialog.hidden = true;
+    shownDialog(dialog, false);
     openConfirm({
       title: `Retry the ${plural(ids.length, "failed track")} of job ${previous.job}?`,
       what: `A new ${op} job over exactly the tracks that failed. This is what it will do now:`,
@@ -991,7 +998,7 @@
       button: `Retry ${plural(ids.length, "track")}`,
       opener: button,
       confirmed: () => start({ op, ids, force }, null),
-      dismissed: () => { dialog.hidden = false; modal(true); button.focus(); },
+      dismissed: () => { shownDialog(dialog, true); modal(true); button.focus(); },
     });
   }
 
