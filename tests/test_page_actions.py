@@ -151,8 +151,9 @@ def test_a_job_asks_first_with_the_whole_plan_and_failures_found_by_opening_file
         expect(plan_number(page, "moves")).to_have_text("57")
         expect(plan_number(page, "retags")).to_have_text("57")
         expect(plan_number(page, "failures")).to_have_text("3")
-        for cause in ("missing", "unreadable", "not_writable"):
-            expect(dialog.locator(f"[data-cause={cause}]")).to_have_text(re.compile(r"^1 "))
+        expect(dialog.locator("[data-cause=missing]")).to_have_text("1 missing file")
+        expect(dialog.locator("[data-cause=unreadable]")).to_have_text("1 file that cannot be read as audio")
+        expect(dialog.locator("[data-cause=not_writable]")).to_have_text("1 file that cannot be written")
         expect(dialog.locator("[data-plan-progress]")).to_contain_text("All 60 tracks checked")
         expect(dialog.locator("[data-plan-sample] li").first).to_be_attached()
         assert_accessible(page, "the confirmation")
@@ -293,6 +294,7 @@ def test_failures_once_in_plain_words_retry_and_the_record(env: LibraryEnv, serv
     more = page.locator("button[data-action=show-failures]")
     expect(more).to_have_text("… and 10 more failed tracks: show them all")
     assert_accessible(page, "a job with failures")
+    page.locator("[data-job-dialog]").evaluate("d => { d.scrollTop = 0; }")
     page.locator("[data-job-dialog]").screenshot(path=str(SCREENSHOTS / "dialog-failures.png"))
 
     more.click()  # the record, filtered to failures, all 210 in one step
@@ -399,6 +401,7 @@ def test_dark_mode_grouped_thousands_and_24px_targets(env: LibraryEnv, server: S
             page.locator("button[data-action=preview]").click()
             expect(page.locator("[data-result]")).to_contain_text("Nothing has been changed.")
             assert_accessible(page, f"{scheme} mode, a preview")
+            expect(page.locator("[data-job-strip]")).to_be_hidden()
             if scheme == "dark":
                 page.screenshot(path=str(SCREENSHOTS / "page-dark.png"))
         finally:

@@ -677,11 +677,12 @@
     }
   }
 
-  const CAUSES = {
-    missing: "missing files",
-    unreadable: "files that cannot be read as audio",
-    not_writable: "files that cannot be written",
-    destination_taken: "destinations another file holds (it would get a numbered name instead)",
+  const CAUSES = { // [one, many]
+    missing: ["missing file", "missing files"],
+    unreadable: ["file that cannot be read as audio", "files that cannot be read as audio"],
+    not_writable: ["file that cannot be written", "files that cannot be written"],
+    destination_taken: ["destination another file holds (it would get a numbered name)",
+      "destinations another file holds (they would get a numbered name)"],
   };
 
   function renderPlan(plan, count) {
@@ -691,8 +692,8 @@
     $("[data-plan=unchanged]").textContent = n(plan.unchanged);
     const causes = $("[data-plan-causes]");
     const entries = Object.entries(plan.causes || {}).filter(([, c]) => c > 0);
-    causes.replaceChildren(...entries.map(([cause, c]) => el("li", `${n(c)} ${CAUSES[cause] || cause}`,
-      { "data-cause": cause })));
+    causes.replaceChildren(...entries.map(([cause, c]) => el("li",
+      `${n(c)} ${(CAUSES[cause] || [cause, cause])[c === 1 ? 0 : 1]}`, { "data-cause": cause })));
     causes.hidden = entries.length === 0;
     const scanned = plan.scanned === undefined ? count : plan.scanned;
     $("[data-plan-progress]").textContent = plan.complete
