@@ -9,6 +9,7 @@ import re
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
+from .axe import assert_accessible
 from .libenv import LibraryEnv
 from .servers import Server, beet_web, web_settings
 from .test_page import SCREENSHOTS, XSS_NAME, browser, open_page, page  # noqa: F401  (fixtures)
@@ -285,6 +286,7 @@ def test_phone_width(env: LibraryEnv, server: Server, browser: Browser) -> None:
         expect(first.locator("[data-preview] ins")).to_have_text("Song 0 feat. X")
         assert phone.evaluate("document.documentElement.scrollWidth") <= 360, "a preview fits too"
         phone.screenshot(path=str(SCREENSHOTS / "phone.png"))
+        assert_accessible(phone, "a phone-width screen with a preview")
         phone.locator("button[data-action=mark]").tap()
         expect(phone.locator("[data-count=process]")).to_have_text("11")
         assert marked_ids(env, "normalized") == {ids[0]}
@@ -318,6 +320,7 @@ def test_read_only_disables_marking_and_says_why(env: LibraryEnv, page: Page) ->
             expect(button).to_have_attribute("aria-describedby", "readonly-note")
         page.locator("button[data-action=preview]").click()  # reading is fine
         expect(row(page, ids[0]).locator("[data-preview] ins")).to_have_text("Song 0 feat. X")
+        assert_accessible(page, "a read-only server")
     finally:
         server.stop()
     assert marked_ids(env, "normalized") == set()
