@@ -24,9 +24,9 @@ def test_the_plan_finds_failures_by_opening_files_and_changes_nothing(env: Libra
     add_many(env, 4)
     missing = env.add_track("missing.ogg", {"title": "Missing", "artist": "Planted"})
     os.remove(missing.path)
-    corrupt = env.add_track("corrupt.mp3", {"title": "Corrupt", "artist": "Planted"})
+    corrupt = env.add_track("corrupt.mp3", {"title": "Corrupt  one", "artist": "Planted"})  # its tags change
     Path(os.fsdecode(corrupt.path)).write_bytes(os.urandom(4096))
-    locked = env.add_track("locked.flac", {"title": "Locked", "artist": "Planted"})
+    locked = env.add_track("locked.flac", {"title": "Locked  one", "artist": "Planted"})
     clean = env.add_track("clean.flac", {"title": "Clean", "artist": "Tidy"})
     env.lib.add(Item())  # no path at all: skipped by nothing, fails as missing
     env.beet("mark", "--op", "normalize", f"id:{clean.id}")
@@ -41,6 +41,19 @@ def test_the_plan_finds_failures_by_opening_files_and_changes_nothing(env: Libra
     assert "file not found" in errors[missing.id]
     assert "cannot read its tags" in errors[corrupt.id]
     assert "cannot be written" in errors[locked.id]
+
+
+def test_a_rename_plan_checks_what_a_move_needs(env: LibraryEnv, server: Server) -> None:
+    add_many(env, 2)
+    corrupt = env.add_track("corrupt.mp3", {"title": "Corrupt", "artist": "Planted"})
+    Path(os.fsdecode(corrupt.path)).write_bytes(os.urandom(4096))
+    locked = env.add_track("locked.flac", {"title": "Locked", "artist": "Planted"})
+    with read_only(Path(os.fsdecode(locked.path))):
+        plan = server.get("/api/plan", params={"op": "rename"}).json()
+    assert plan["failures"] == {**NOTHING_FAILS, "not_writable": 1}, "a move reads no tags; an immutable file stays"
+    assert plan["moves"] == 3 and plan["retags"] == 0
+    [entry] = [entry for entry in plan["sample"] if entry["error"]]
+    assert entry["id"] == locked.id and "cannot be moved" in entry["error"]
 
 
 def test_slices_add_up_to_the_whole_plan(env: LibraryEnv, server: Server) -> None:

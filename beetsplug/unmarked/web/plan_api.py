@@ -7,10 +7,12 @@
           "sample": [{"id", "file", "dest", "changes", "error"}],
           "offset", "scanned", "next", "complete"}
 
-Allowed on a read-only server: it changes nothing. Every file is opened
-read-only with mediafile (unreadable: it would fail when its tags are read or
-written) and opened for writing without writing anything (an immutable file
-refuses even root), so the failures are found, not guessed.
+Allowed on a read-only server: it changes nothing. Every file whose tags the
+job would change is opened read-only with mediafile (unreadable: it would fail
+when its tags are read) and opened for writing without writing anything (an
+immutable file refuses even root); every file that would move is checked
+movable (not immutable, its folder writable) and its destination free. So
+the failures are found, not guessed.
 
 Progressive answers. ``count`` is always the whole selection. Without
 ``limit`` the whole selection is summarised in one answer (``complete``:
@@ -27,8 +29,10 @@ pretend engine (as /api/preview does) and a read-only preflight per file.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -110,7 +114,12 @@ def summarise(library: Library, op: Operation, ids: Sequence[int], config: JobCo
 
 
 def _preflight(result: ItemResult, chooser: Any) -> tuple[str | None, str | None]:
-    """(cause, message) of the failure this item's file would meet, or (None, None)."""
+    """(cause, message) of the failure this item's file would meet, or (None, None).
+
+    Only what the job will do is checked: a file whose tags change is read
+    with mediafile and opened for writing; a file that moves must be movable
+    (not immutable or append-only, its folder writable); its destination free.
+    """
     if result.file is None:
         return "missing", "not in the library any more"
     path = util.syspath(os.fsencode(result.file))
@@ -118,19 +127,40 @@ def _preflight(result: ItemResult, chooser: Any) -> tuple[str | None, str | None
         return "missing", f"file not found: {result.file}"
     if result.error:  # the pretend run met trouble reading it
         return "unreadable", result.error
-    try:
-        MediaFile(path)
-    except Exception as exc:  # mediafile's own errors and whatever mutagen raised
-        return "unreadable", f"cannot read its tags ({type(exc).__name__}: {exc})"
-    try:
-        os.close(os.open(path, os.O_WRONLY))  # opened for writing, nothing written
-    except OSError as exc:
-        return "not_writable", f"cannot be written ({exc.strerror})"
-    if result.dest and result.dest != result.file and result.after is not None:
-        taken = _destination_taken(result, chooser)
-        if taken:
-            return "destination_taken", taken
+    if result.changes:
+        try:
+            MediaFile(path)
+        except Exception as exc:  # mediafile's own errors and whatever mutagen raised
+            return "unreadable", f"cannot read its tags ({type(exc).__name__}: {exc})"
+        try:
+            os.close(os.open(path, os.O_WRONLY))  # opened for writing, nothing written
+        except OSError as exc:
+            return "not_writable", f"cannot be written ({exc.strerror})"
+    if result.dest and result.dest != result.file:
+        if _pinned(path) or not os.access(os.path.dirname(path), os.W_OK):
+            return "not_writable", "cannot be moved (the file is immutable or its folder is not writable)"
+        if result.after is not None:
+            taken = _destination_taken(result, chooser)
+            if taken:
+                return "destination_taken", taken
     return None, None
+
+
+_FS_IOC_GETFLAGS = 0x80086601  # linux/fs.h
+_FS_IMMUTABLE_FL, _FS_APPEND_FL = 0x10, 0x20
+
+
+def _pinned(path: bytes | str) -> bool:
+    """Immutable or append-only (chattr +i / +a): no one, root included, may move it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            flags = fcntl.ioctl(fd, _FS_IOC_GETFLAGS, bytes(8))
+        finally:
+            os.close(fd)
+    except OSError:  # a filesystem without these flags
+        return False
+    return bool(int.from_bytes(flags[:4], sys.byteorder) & (_FS_IMMUTABLE_FL | _FS_APPEND_FL))
 
 
 def _destination_taken(result: ItemResult, chooser: Any) -> str | None:
