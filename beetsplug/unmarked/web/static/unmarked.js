@@ -353,6 +353,7 @@
     result.textContent = text;
     announce(text);
     clearSelection();
+    renderSelection(); // at once: the boxes on screen must not say otherwise until the reload
     await Promise.all([refreshCounts(), loadTracks()]);
   }
 
