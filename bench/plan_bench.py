@@ -11,7 +11,7 @@ added up) is timed from the first request:
 - beside it, beets' own `beet ls -f '$path'` over the same items, as a floor:
   reading the library once, without opening any file.
 
-    python bench/plan_bench.py --items 20000 [--op process]
+    python bench/plan_bench.py --items 20000 [--ops process rename]
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def beet_ls(root: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=20000)
-    parser.add_argument("--op", default="process")
+    parser.add_argument("--ops", nargs="+", default=["process", "rename"])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="unmarked-planbench-"))
@@ -78,26 +78,27 @@ def main() -> None:
         floor = min(beet_ls(root) for _ in range(args.rounds))
         server, base, _ = start_beet_web(root)
         try:
-            requests.post(f"{base}/api/plan", json={"op": args.op, "limit": 10}, timeout=60)  # warm up
-            runs = [sliced(base, args.op) for _ in range(args.rounds)]
-            wholes = [whole(base, args.op) for _ in range(args.rounds)]
+            requests.post(f"{base}/api/plan", json={"op": "process", "limit": 10}, timeout=60)  # warm up
+            measured = {op: ([sliced(base, op) for _ in range(args.rounds)],
+                             [whole(base, op) for _ in range(args.rounds)]) for op in args.ops}
         finally:
             server.terminate()
             server.wait()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    first, last, plan = min(runs, key=lambda run: run[1])
-    assert plan["scanned"] == args.items, plan
-    rows = [
-        ["items", args.items],
-        ["plan", f"{plan['moves']} moves, {plan['retags']} retags, {plan['failures']} failures"],
-        ["first numbers (slice of 200), s", f"{min(r[0] for r in runs):.2f}"],
-        ["whole plan, sliced as the page asks, s", f"{last:.2f}"],
-        ["whole plan, one request, s", f"{min(wholes):.2f}"],
-        ["per item, ms", f"{1000 * min(wholes) / args.items:.3f}"],
-        ["beet ls -f '$path' (floor: no file opened), s", f"{floor:.2f}"],
-        ["whole plan / beet ls", f"{min(wholes) / floor:.1f}"],
-    ]
+    rows: list[list[object]] = [["items", args.items]]
+    for op, (runs, wholes) in measured.items():
+        first, last, plan = min(runs, key=lambda run: run[1])
+        assert plan["scanned"] == args.items, plan
+        rows += [
+            [f"{op}: plan", f"{plan['moves']} moves, {plan['retags']} retags, {plan['failures']} failures"],
+            [f"{op}: first numbers (slice of 200), s", f"{min(r[0] for r in runs):.2f}"],
+            [f"{op}: whole plan, sliced as the page asks, s", f"{last:.2f}"],
+            [f"{op}: whole plan, one request, s", f"{min(wholes):.2f}"],
+            [f"{op}: per item, ms", f"{1000 * min(wholes) / args.items:.3f}"],
+            [f"{op}: whole plan / beet ls", f"{min(wholes) / floor:.1f}"],
+        ]
+    rows.append(["beet ls -f '$path' (floor: no file opened), s", f"{floor:.2f}"])
     print(table(["measure", f"best of {args.rounds}"], rows))
 
 
