@@ -95,7 +95,8 @@ def summarise(library: Library, op: Operation, ids: Sequence[int], config: JobCo
     plan = Plan()
     chooser = path_format_chooser(library)
     for result in sink.results:
-        if result.skipped:
+        if result.skipped:  # done already (a job without force skips it) or gone meanwhile
+            plan.unchanged += 1
             continue
         cause, error = _preflight(result, chooser)
         shown = {"id": result.item_id, "file": result.file, "dest": result.dest,
