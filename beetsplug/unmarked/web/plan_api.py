@@ -15,8 +15,8 @@ movable (not immutable, its folder writable) and its destination free. So
 the failures are found, not guessed.
 
 Progressive answers. ``count`` is always the whole selection. Without
-``limit`` the whole selection is summarised in one answer (``complete``:
-true). With ``limit`` the counts cover only the items ``offset`` to
+``limit`` up to 20 000 items are summarised in one answer (``complete``:
+true when that is all of them). With ``limit`` the counts cover only the items ``offset`` to
 ``offset + scanned``; ``next`` is the offset to ask for next (null at the
 end), and ``complete`` is true only when this one answer covers the whole
 selection. The page asks for a small first slice (numbers on screen at once)
