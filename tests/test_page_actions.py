@@ -188,6 +188,8 @@ def test_marking_more_than_a_page_asks_first(env: LibraryEnv, server: Server, pa
     expect(plan_number(page, "moves")).to_have_text("0")
     expect(plan_number(page, "retags")).to_have_text("0")
     expect(plan_number(page, "failures")).to_have_text("0")
+    expect(dialog.locator("[data-plan-progress]")).to_have_text(
+        "No file is opened or changed: only the markers in the library.")
     dialog.locator("button[data-action=dismiss]").click()
     expect(mark).to_be_focused()
     assert marked_ids(env, "normalized") == set(), "nothing marked before confirm"

@@ -21,10 +21,10 @@
   const RENDER_EVERY_MS = 200;
   const RECORD_PAGE = 500;
   const JOBS_SHOWN = 20;
-  const PLAN_FIRST = 200; // the first slice of a plan: numbers on screen at once
-  const PLAN_SLICE = 2000;
   // How library text is shown (whitespace, Unicode forms, failures): unmarked-text.js.
   const { el, n, plural, changeList, diffLine, plainReason, failureItem } = window.unmarkedText;
+  // A whole job's plan, asked for slice by slice and shown: unmarked-plan.js.
+  const { loadPlan, renderPlan } = window.unmarkedPlan;
 
   const dialog = $("[data-job-dialog]");
   const confirmBox = $("[data-confirm]");
@@ -326,7 +326,8 @@
       what: action === "mark"
         ? `They will count as done for ${op} without being processed: no file moves, no tag changes.`
         : `They will count as not done for ${op}, so the next ${op} job includes them. No file changes.`,
-      plan: { moves: 0, retags: 0, failures: 0, unchanged: count, complete: true, count },
+      plan: { moves: 0, retags: 0, failures: 0, unchanged: count, complete: true, count,
+        note: "No file is opened or changed: only the markers in the library." },
       button: `${verb} ${plural(count, "track")}`,
       opener: $(`[data-action=${action}]`),
       confirmed: run,
@@ -515,8 +516,13 @@
     for (const name of ["moves", "retags", "failures", "unchanged"]) $(`[data-plan=${name}]`).textContent = "…";
     shownDialog(confirmBox, true);
     modal(true);
-    if (request.plan) renderPlan(request.plan, request.plan.count);
-    else loadPlan(request.planBody, token);
+    if (request.plan) {
+      renderPlan(request.plan, request.plan.count);
+    } else {
+      loadPlan(api, request.planBody, () => confirming !== null && confirming.token === token, (error) => {
+        show($("[data-confirm-error]"), `The plan could not be computed: ${error}`);
+      });
+    }
     $("[data-action=dismiss]").focus();
   }
 
@@ -526,77 +532,6 @@
     shownDialog(confirmBox, false);
     modal(!dialog.hidden);
     if (focusBack && request && request.opener) request.opener.focus();
-  }
-
-  // The plan, a slice at a time: a small first slice, then larger ones, added up.
-  async function loadPlan(body, token) {
-    const total = { moves: 0, retags: 0, unchanged: 0, failures: {}, sample: [], scanned: 0 };
-    let offset = 0;
-    let limit = PLAN_FIRST;
-    for (;;) {
-      const { status, data } = await api("POST", "api/plan", { ...body, offset, limit });
-      if (!confirming || confirming.token !== token) return; // dismissed meanwhile
-      if (status !== 200) {
-        show($("[data-confirm-error]"), `The plan could not be computed: ${errorOf(status, data)}`);
-        return;
-      }
-      total.moves += data.moves;
-      total.retags += data.retags;
-      total.unchanged += data.unchanged;
-      total.scanned += data.scanned;
-      for (const [cause, count] of Object.entries(data.failures)) {
-        total.failures[cause] = (total.failures[cause] || 0) + count;
-      }
-      for (const entry of data.sample) {
-        if (total.sample.length < 12 || (entry.error && total.sample.filter((s) => s.error).length < 6)) {
-          total.sample.push(entry);
-        }
-      }
-      const failures = Object.values(total.failures).reduce((a, b) => a + b, 0);
-      renderPlan({ ...total, failures, causes: total.failures, complete: data.next === null }, data.count);
-      if (data.next === null) return;
-      offset = data.next;
-      limit = PLAN_SLICE;
-    }
-  }
-
-  const CAUSES = { // [one, many]
-    missing: ["missing file", "missing files"],
-    unreadable: ["file that cannot be read as audio", "files that cannot be read as audio"],
-    not_writable: ["file that cannot be written", "files that cannot be written"],
-    destination_taken: ["destination another file holds (it would get a numbered name)",
-      "destinations another file holds (they would get a numbered name)"],
-  };
-
-  function renderPlan(plan, count) {
-    $("[data-plan=moves]").textContent = n(plan.moves);
-    $("[data-plan=retags]").textContent = n(plan.retags);
-    $("[data-plan=failures]").textContent = n(plan.failures);
-    $("[data-plan=unchanged]").textContent = n(plan.unchanged);
-    const causes = $("[data-plan-causes]");
-    const entries = Object.entries(plan.causes || {}).filter(([, c]) => c > 0);
-    causes.replaceChildren(...entries.map(([cause, c]) => el("li",
-      `${n(c)} ${(CAUSES[cause] || [cause, cause])[c === 1 ? 0 : 1]}`, { "data-cause": cause })));
-    causes.hidden = entries.length === 0;
-    const scanned = plan.scanned === undefined ? count : plan.scanned;
-    $("[data-plan-progress]").textContent = plan.complete
-      ? `All ${plural(count, "track")} checked: each file opened read-only and tested for writing. Nothing has changed yet.`
-      : `Checked ${n(scanned)} of ${plural(count, "track")} so far…`;
-    $("[data-action=confirm]").disabled = count === 0;
-    if (count === 0) $("[data-plan-progress]").textContent = "No tracks: there is nothing to do.";
-    const sample = plan.sample || [];
-    $("[data-plan-sample-box]").hidden = sample.length === 0;
-    $("[data-plan-sample]").replaceChildren(...sample.map((entry) => {
-      const li = el("li", null, { "data-plan-item": String(entry.id) });
-      li.append(el("span", entry.file || "", { class: "path" }));
-      if (entry.error) {
-        const [reason] = plainReason(entry.error, entry.file);
-        li.append(el("p", `would fail: ${reason}`, { class: "bad" }));
-      } else {
-        li.append(changeList(entry));
-      }
-      return li;
-    }));
   }
 
   // What a job button acts on: the checked tracks, or all the query in force matches.
