@@ -174,6 +174,14 @@ def test_a_job_asks_first_with_the_whole_plan_and_failures_found_by_opening_file
     outcome = page.locator("[data-job-outcome]")
     expect(outcome).to_have_text("Completed with 3 failures: 57 succeeded, 3 failed.")
     expect(outcome).to_have_attribute("data-style", "warning")
+    reasons = {"missing": "The file is missing.",
+               "corrupt": "The file cannot be read as audio: it is damaged or not in a supported format.",
+               "locked": "The file cannot be changed: the system refuses it (it may be locked or marked immutable)."}
+    for name, reason in reasons.items():
+        failure = page.locator(f"[data-job-errors] li[data-item='{planted[name].id}']")
+        expect(failure.locator(".reason")).to_have_text(reason)
+        path = os.fsdecode(planted[name].path)
+        assert failure.inner_text().count(path) == 1, f"the path once: {failure.inner_text()}"
 
 
 def test_marking_more_than_a_page_asks_first(env: LibraryEnv, server: Server, page: Page) -> None:
