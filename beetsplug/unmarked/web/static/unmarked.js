@@ -555,8 +555,10 @@
         planBody: { op, ids, force },
       };
     }
+    const matching = counts[op];
     return {
-      title: `${verb} all ${plural(counts[op] || 0, "matching track")}?`,
+      title: typeof matching === "number" ? `${verb} all ${plural(matching, "matching track")}?`
+        : `${verb} all matching tracks?`,
       body: { op, query: inForce },
       planBody: { op, query: inForce, scope: "unmarked" },
     };
@@ -897,8 +899,12 @@
     e.preventDefault();
     inForce = queryBox.value.trim();
     renderQuery();
-    refreshCounts();
     reloadTracks();
+    refreshCounts().then(() => {
+      if (typeof counts.process === "number") {
+        announce(`Query in force: ${inForce || "none"}. ${plural(counts.process, "track")} not yet processed match.`);
+      }
+    });
   });
   setInterval(() => { if (dirty) render(); }, RENDER_EVERY_MS);
 
