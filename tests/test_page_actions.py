@@ -159,6 +159,9 @@ def test_a_job_asks_first_with_the_whole_plan_and_failures_found_by_opening_file
         assert_accessible(page, "the confirmation")
         dialog.screenshot(path=str(SCREENSHOTS / "confirm-plan.png"))
         assert jobs(server) == [], "nothing starts before confirm"
+        for key in ["Tab"] * 6 + ["Shift+Tab"] * 6:  # focus stays in the confirmation
+            page.keyboard.press(key)
+            assert dialog.evaluate("d => d.contains(document.activeElement)"), f"focus left it after {key}"
 
         page.keyboard.press("Escape")  # dismissed: nothing started, focus back where it was
         expect(dialog).to_be_hidden()
