@@ -56,6 +56,19 @@ def test_a_rename_plan_checks_what_a_move_needs(env: LibraryEnv, server: Server)
     assert entry["id"] == locked.id and "cannot be moved" in entry["error"]
 
 
+def test_the_preview_shows_the_failures_the_files_would_meet(env: LibraryEnv, server: Server) -> None:
+    """As found: a corrupt MP3 and an immutable FLAC were previewed as normal changes."""
+    [fine] = add_many(env, 1)
+    corrupt = env.add_track("corrupt.mp3", {"title": "Corrupt  one", "artist": "Planted"})
+    Path(os.fsdecode(corrupt.path)).write_bytes(os.urandom(4096))
+    locked = env.add_track("locked.flac", {"title": "Locked  one", "artist": "Planted"})
+    with read_only(Path(os.fsdecode(locked.path))):
+        items = {item["id"]: item for item in server.get("/api/preview", params={"op": "process"}).json()["items"]}
+    assert items[fine]["error"] is None
+    assert "cannot read its tags" in items[corrupt.id]["error"]
+    assert "cannot be written" in items[locked.id]["error"]
+
+
 def test_slices_add_up_to_the_whole_plan(env: LibraryEnv, server: Server) -> None:
     add_many(env, 7)
     whole = server.post("/api/plan", json={"op": "rename"}).json()

@@ -44,7 +44,6 @@ from ..beets_compat import path_format_chooser
 from ..engine import Engine
 from .blueprint import blueprint, job_config, lib, state
 from .marking import existing
-from .preview import Collect
 from .queries import select
 from .validate import ApiError, body_fields, id_list, int_arg, op_arg, scope_arg, text
 
@@ -54,13 +53,29 @@ if TYPE_CHECKING:
     from beets.library import Library
 
     from ..operations import Operation
-    from ..results import ItemResult
+    from ..results import ItemResult, Summary
     from ..runner import JobConfig
 
 SAMPLE = 20  # changes shown in the confirmation
 MAX_SLICE = 20_000
 FAILURES = ("missing", "unreadable", "not_writable", "destination_taken")
 _NUMBERED = re.compile(rb"^(.*)\.\d+$")  # beets' unique_path: "name.1.mp3"
+
+
+class Collect:
+    """A sink that keeps the results of a pretend run."""
+
+    def __init__(self) -> None:
+        self.results: list[ItemResult] = []
+
+    def start(self, total: int) -> None:
+        pass
+
+    def items(self, numbered: list[tuple[int, ItemResult]], summary: Summary) -> None:
+        self.results.extend(result for _, result in numbered)
+
+    def done(self, summary: Summary) -> None:
+        pass
 
 
 @dataclass
@@ -98,7 +113,7 @@ def summarise(library: Library, op: Operation, ids: Sequence[int], config: JobCo
         if result.skipped:  # done already (a job without force skips it) or gone meanwhile
             plan.unchanged += 1
             continue
-        cause, error = _preflight(result, chooser)
+        cause, error = preflight(result, chooser)
         shown = {"id": result.item_id, "file": result.file, "dest": result.dest,
                  "changes": result.changes, "error": error}
         if cause:
@@ -114,7 +129,7 @@ def summarise(library: Library, op: Operation, ids: Sequence[int], config: JobCo
     return plan
 
 
-def _preflight(result: ItemResult, chooser: Any) -> tuple[str | None, str | None]:
+def preflight(result: ItemResult, chooser: Any) -> tuple[str | None, str | None]:
     """(cause, message) of the failure this item's file would meet, or (None, None).
 
     Only what the job will do is checked: a file whose tags change is read
