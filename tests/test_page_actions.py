@@ -412,7 +412,7 @@ def test_dark_mode_grouped_thousands_and_24px_targets(env: LibraryEnv, server: S
             assert small == [], small
             assert_accessible(page, f"{scheme} mode")
             page.locator("button[data-action=preview]").click()
-            expect(page.locator("[data-result]")).to_contain_text("Nothing has been changed.")
+            expect(page.locator("[data-result]")).to_contain_text("Nothing has been changed")
             assert_accessible(page, f"{scheme} mode, a preview")
             expect(page.locator("[data-job-strip]")).to_be_hidden()
             if scheme == "dark":

@@ -113,7 +113,8 @@ def test_preview_shows_old_and_new_and_changes_nothing(env: LibraryEnv, server: 
     expect(page.locator("[data-preview]:visible")).to_have_count(0)
     page.locator("button[data-action=preview]").click()
     expect(page.locator("[data-result]")).to_have_text(
-        "Preview for process of 6 tracks on this page: 6 would change. Nothing has been changed.")
+        "Preview for process of 6 tracks on this page (of 6): 6 would change. "
+        "Nothing has been changed; a job shows its whole plan before it starts.")
     preview = row(page, ids[1]).locator("[data-preview]")
     expect(preview).to_be_visible()
     title = preview.locator("li[data-field=title]")
@@ -255,7 +256,7 @@ def test_screen_reader_semantics(env: LibraryEnv, server: Server, page: Page) ->
     status = page.get_by_role("status")
     expect(status).to_have_attribute("aria-live", "polite")
     page.get_by_role("button", name="Preview changes").click()
-    expect(status).to_contain_text("Nothing has been changed.")
+    expect(status).to_contain_text("Nothing has been changed")
     expect(page.get_by_role("navigation", name="Track pages")).to_be_visible()
     jobs = page.get_by_role("table", name="Newest first; open one to see its record, failed items first.")
     expect(jobs).to_be_visible()

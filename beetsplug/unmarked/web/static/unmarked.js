@@ -379,8 +379,10 @@
       cell.replaceChildren(changeList(item));
       cell.hidden = false;
     }
-    const text = `Preview for ${data.op} of ${plural(data.items.length, "track")} on this page: `
-      + `${n(changing)} would change. Nothing has been changed.`;
+    const failing = data.items.filter((item) => item.error && !item.skipped).length;
+    const text = `Preview for ${data.op} of ${plural(data.items.length, "track")} on this page `
+      + `(of ${n(data.count)}): ${n(changing)} would change${failing ? `, ${n(failing)} of them would fail` : ""}. `
+      + "Nothing has been changed; a job shows its whole plan before it starts.";
     result.textContent = text;
     announce(text);
   }
