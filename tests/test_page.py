@@ -47,7 +47,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1000, "height": 760})
+    context = browser.new_context(viewport={"width": 1000, "height": 760}, locale="en-US")  # "1,234"
     yield context.new_page()
     context.close()
 
@@ -62,6 +62,15 @@ def open_page(page: Page, server: Server) -> list[str]:
 
 def status(page: Page) -> str:
     return page.locator("[data-job-status]").inner_text()
+
+
+def start_job(page: Page, op: str) -> None:
+    """Click the operation's button and confirm once the plan is complete."""
+    page.locator(f"button[data-op={op}]").click()
+    confirm = page.locator("[role=dialog][data-confirm]")
+    expect(confirm.locator("[data-plan-progress]")).to_contain_text("checked", timeout=60_000)
+    expect(confirm.locator("[data-plan-progress]")).not_to_contain_text("so far")
+    confirm.locator("button[data-action=confirm]").click()
 
 
 def wait_until_running(page: Page) -> int:
@@ -96,7 +105,7 @@ def test_a_job_runs_to_completion_and_failures_are_shown_as_text(env: LibraryEnv
 
     dialog = page.locator("[role=dialog]")
     with library_write_lock(env):  # the job runs and cannot end while the dialog is checked
-        page.locator("button[data-op=process]").click()
+        start_job(page, "process")
         wait_until_running(page)
         expect(dialog.locator("button[data-action=cancel]")).to_be_visible()
         expect(page.locator("[data-job-current]")).to_contain_text(" / 41")
@@ -111,7 +120,9 @@ def test_a_job_runs_to_completion_and_failures_are_shown_as_text(env: LibraryEnv
     expect(page.locator("[data-job-failed]")).to_have_text("1")
     failure = page.locator("[data-job-errors] li")
     expect(failure).to_have_count(1)
-    expect(failure).to_contain_text(f"file not found: {env.incoming}/{XSS_NAME}.mp3")
+    expect(failure.locator(".reason")).to_have_text("The file is missing.")
+    expect(failure.locator(".path")).to_have_text(f"{env.incoming}/{XSS_NAME}.mp3")
+    expect(page.locator("[data-job-outcome]")).to_have_text("Completed with 1 failure: 40 succeeded, 1 failed.")
     assert page.evaluate("window.__xss") is None, "a tag's markup must never run"
     assert dialog.locator("img").count() == 0
     dialog.screenshot(path=str(SCREENSHOTS / "dialog-finished.png"))
@@ -147,7 +158,7 @@ def test_cancel_really_cancels(env: LibraryEnv, page: Page) -> None:
     with web_server(env, unmarked={"batch_size": batch}) as server:
         open_page(page, server)
         with library_write_lock(env):
-            page.locator("button[data-op=normalize]").click()
+            start_job(page, "normalize")
             job = wait_until_running(page)
             wait_in_flight(env)  # it has journaled an item's tag write: that item gets done
             page.locator("button[data-action=cancel]").click()
@@ -170,7 +181,7 @@ def test_reload_and_a_second_tab_reattach(env: LibraryEnv, server: Server, page:
     # lock until it is at work, then by the job store's, so that the loading
     # tabs can read the library (see gates.py).
     with library_write_lock(env) as gate:
-        page.locator("button[data-op=process]").click()
+        start_job(page, "process")
         job = str(wait_until_running(page))
         wait_in_flight(env)
         with off_the_library(env, gate):
@@ -243,9 +254,16 @@ def test_keyboard_only_and_the_query_box(env: LibraryEnv, server: Server, page: 
     page.keyboard.press("Enter")
     expect(page.locator("[data-query-error]")).to_contain_text("invalid query")
     page.locator("input[name=query]").fill("artist:Beta")
+    page.keyboard.press("Enter")
+    expect(page.locator("[data-count=process]")).to_have_text("2")
 
     button = page.locator("button[data-op=rename]")
     button.focus()
+    page.keyboard.press("Enter")
+    confirm = page.locator("[role=dialog][data-confirm]")
+    expect(confirm.locator("[data-plan=moves]")).to_have_text("2")
+    page.keyboard.press("Tab")  # from "Cancel, change nothing" to the confirmation
+    expect(confirm.locator("button[data-action=confirm]")).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.locator("[data-job-status]")).to_have_text("completed", timeout=30_000)
     expect(page.locator("[data-job-current]")).to_have_text("2 / 2")
@@ -270,7 +288,7 @@ def test_the_tab_stays_responsive_during_a_big_job(env: LibraryEnv, server: Serv
     add_many(env, 2500)
     open_page(page, server)
     with library_write_lock(env):  # measuring starts before the first item event
-        page.locator("button[data-op=rename]").click()
+        start_job(page, "rename")
         wait_until_running(page)
     worst, samples = 0.0, 0
     while samples == 0 or status(page) != "completed":
@@ -280,7 +298,7 @@ def test_the_tab_stays_responsive_during_a_big_job(env: LibraryEnv, server: Serv
         samples += 1
         time.sleep(0.05)
     assert worst < 0.5, f"the page's main thread was blocked for {worst:.2f} s"
-    expect(page.locator("[data-job-current]")).to_have_text("2500 / 2500")
+    expect(page.locator("[data-job-current]")).to_have_text("2,500 / 2,500")  # grouped thousands
 
 
 def test_under_gunicorn_sync_workers_the_page_resumes_by_itself(env: LibraryEnv, page: Page) -> None:
@@ -294,7 +312,7 @@ def test_under_gunicorn_sync_workers_the_page_resumes_by_itself(env: LibraryEnv,
             return sum("/events" in url for url in requested)
 
         with library_write_lock(env):  # the job runs on while the page's streams end and resume
-            page.locator("button[data-op=process]").click()
+            start_job(page, "process")
             wait_until_running(page)
             deadline = time.monotonic() + 20
             while streams() < 3:

@@ -9,6 +9,7 @@ import re
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
+from .axe import assert_accessible
 from .libenv import LibraryEnv
 from .servers import Server, beet_web, web_settings
 from .shared import add_many
@@ -95,7 +96,8 @@ def test_select_all_matching_marks_every_page(env: LibraryEnv, server: Server, p
     page.locator("input[name=select-all-matching]").check()
     expect(page.locator("[data-selected-count]")).to_have_text("All 70 matching tracks selected")
     expect(page.locator(f"{ROW} input[name=select]:checked")).to_have_count(50)
-    page.locator("button[data-action=mark]").click()
+    page.locator("button[data-action=mark]").click()  # more than a page: it asks first
+    page.locator("[role=dialog][data-confirm] button[data-action=confirm]").click()
     expect(page.locator("[data-result]")).to_contain_text("70 tracks matched; normalized set on 70.")
     expect(page.locator("[data-count=normalize]")).to_have_text("0")
     expect(page.locator(ROW)).to_have_count(0)
@@ -112,13 +114,15 @@ def test_preview_shows_old_and_new_and_changes_nothing(env: LibraryEnv, server: 
     expect(page.locator("[data-preview]:visible")).to_have_count(0)
     page.locator("button[data-action=preview]").click()
     expect(page.locator("[data-result]")).to_have_text(
-        "Preview for process of 6 tracks on this page: 6 would change. Nothing has been changed.")
+        "Preview for process of 6 tracks on this page (of 6): 6 would change. "
+        "Nothing has been changed; a job shows its whole plan before it starts.")
     preview = row(page, ids[1]).locator("[data-preview]")
     expect(preview).to_be_visible()
     title = preview.locator("li[data-field=title]")
-    expect(title.locator("del")).to_have_text("  Song   1 ft. X")
+    expect(title.locator("del")).to_have_text("··Song···1 ft. X")  # the spaces that go are visible
+    expect(title.locator("del .ws").first).to_have_attribute("title", "2 spaces")
     expect(title.locator("ins")).to_have_text("Song 1 feat. X")
-    expect(title).to_have_text("title:   Song   1 ft. X → Song 1 feat. X")
+    expect(title).to_have_text("title: ··Song···1 ft. X → Song 1 feat. X")
     expect(preview.locator("li[data-field=path] .dest")).to_have_text(
         str(env.lib_path / "Singles" / "Artist - Song 1 feat. X.ogg"))
     album_preview = row(page, album[0]).locator("[data-preview]")
@@ -177,15 +181,15 @@ def test_recent_jobs_open_their_record_failures_first(env: LibraryEnv, server: S
     expect(page.locator("[data-job-status]")).to_have_text("completed")
     expect(page.locator("[data-job-succeeded]")).to_have_text("4")
     expect(page.locator("[data-job-failed]")).to_have_text("2")
-    items = page.locator("[data-record-items] li")
+    items = page.locator("[data-record-items] [data-record-item]")
     expect(items).to_have_count(6)
     expect(items.nth(0)).to_have_attribute("data-status", "failed")
-    expect(items.nth(0)).to_have_text(f"failed: file not found: {os.fsdecode(gone[0].path)}")
-    expect(items.nth(1)).to_have_text(f"failed: file not found: {os.fsdecode(gone[1].path)}")
+    expect(items.nth(0)).to_have_text(f"failed: The file is missing. {os.fsdecode(gone[0].path)}")
+    expect(items.nth(1)).to_have_text(f"failed: The file is missing. {os.fsdecode(gone[1].path)}")
     for n in range(2, 6):
         expect(items.nth(n)).to_have_attribute("data-status", "succeeded")
     expect(items.nth(2)).to_contain_text(f" → {env.lib_path}/Singles/Artist - ")
-    expect(page.locator("[data-record-note]")).to_have_text("6 items; showing 6.")
+    expect(page.locator("[data-record-note]")).to_have_text("6 tracks; showing 6.")
     dialog.screenshot(path=str(SCREENSHOTS / "job-record.png"))
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
@@ -231,7 +235,7 @@ def test_keyboard_only(env: LibraryEnv, server: Server, page: Page) -> None:
     page.keyboard.press("Enter")
     expect(page.locator("[data-job-status]")).to_have_text("completed")
     expect(page.locator("button[data-action=close]")).to_be_focused()
-    expect(page.locator("[data-record-items] li")).to_have_count(5)
+    expect(page.locator("[data-record-items] [data-record-item]")).to_have_count(5)
     page.keyboard.press("Enter")  # Close
     expect(page.locator("[role=dialog]")).to_be_hidden()
     expect(opener).to_be_focused()
@@ -253,7 +257,7 @@ def test_screen_reader_semantics(env: LibraryEnv, server: Server, page: Page) ->
     status = page.get_by_role("status")
     expect(status).to_have_attribute("aria-live", "polite")
     page.get_by_role("button", name="Preview changes").click()
-    expect(status).to_contain_text("Nothing has been changed.")
+    expect(status).to_contain_text("Nothing has been changed")
     expect(page.get_by_role("navigation", name="Track pages")).to_be_visible()
     jobs = page.get_by_role("table", name="Newest first; open one to see its record, failed items first.")
     expect(jobs).to_be_visible()
@@ -284,6 +288,7 @@ def test_phone_width(env: LibraryEnv, server: Server, browser: Browser) -> None:
         expect(first.locator("[data-preview] ins")).to_have_text("Song 0 feat. X")
         assert phone.evaluate("document.documentElement.scrollWidth") <= 360, "a preview fits too"
         phone.screenshot(path=str(SCREENSHOTS / "phone.png"))
+        assert_accessible(phone, "a phone-width screen with a preview")
         phone.locator("button[data-action=mark]").tap()
         expect(phone.locator("[data-count=process]")).to_have_text("11")
         assert marked_ids(env, "normalized") == {ids[0]}
@@ -317,6 +322,7 @@ def test_read_only_disables_marking_and_says_why(env: LibraryEnv, page: Page) ->
             expect(button).to_have_attribute("aria-describedby", "readonly-note")
         page.locator("button[data-action=preview]").click()  # reading is fine
         expect(row(page, ids[0]).locator("[data-preview] ins")).to_have_text("Song 0 feat. X")
+        assert_accessible(page, "a read-only server")
     finally:
         server.stop()
     assert marked_ids(env, "normalized") == set()

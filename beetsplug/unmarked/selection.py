@@ -8,10 +8,11 @@ works; beets evaluates it the usual way.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import unicodedata
+from typing import TYPE_CHECKING, Any, Literal
 
 from beets import dbcore
-from beets.dbcore.query import AndQuery, InvalidQueryArgumentValueError, Query
+from beets.dbcore.query import AndQuery, InvalidQueryArgumentValueError, OrQuery, Query
 from beets.library import Item, Library
 
 from .beets_compat import item_ids, music_dir, parse_query_parts, parse_query_string, stored_id
@@ -26,8 +27,24 @@ if TYPE_CHECKING:
 def parse_query(lib: Library, query: str | Sequence[str]) -> Query:
     """Parse a beets query (command-line words or one string).
 
-    Raises ``dbcore.InvalidQueryError`` with beets' own message when malformed.
+    Typed text matches tags in either Unicode form: "Björk" typed (composed,
+    NFC) finds tags stored decomposed (NFD), as taggers often leave them, and
+    the other way round. Raises ``dbcore.InvalidQueryError`` with beets' own
+    message when malformed.
     """
+    forms = [_in_form(form, query) for form in ("NFC", "NFD")]
+    if forms[0] == forms[1]:  # no character with two forms: one query
+        return _parse(lib, query)
+    return OrQuery([_parse(lib, form) for form in forms])
+
+
+def _in_form(form: Literal["NFC", "NFD"], query: str | Sequence[str]) -> str | list[str]:
+    if isinstance(query, str):
+        return unicodedata.normalize(form, query)
+    return [unicodedata.normalize(form, part) for part in query]
+
+
+def _parse(lib: Library, query: str | Sequence[str]) -> Query:
     try:
         with music_dir(lib):  # relative path: queries need the root
             if isinstance(query, str):

@@ -5,6 +5,7 @@
     tracks.py     GET /api/unmarked, the tracks of an operation and query
     marking.py    POST /api/mark, /api/unmark
     preview.py    GET /api/preview
+    plan_api.py   GET/POST /api/plan, a whole job's plan summarised
     jobs_api.py   /api/jobs..., the job's events (SSE) and record, /api/<op>-unmarked
 
 Importing this module registers every route on ``blueprint``.
@@ -12,7 +13,7 @@ Importing this module registers every route on ``blueprint``.
 
 from __future__ import annotations
 
-from . import jobs_api, marking, page, preview, tracks
+from . import jobs_api, marking, page, plan_api, preview, tracks
 from .blueprint import blueprint, state
 
-__all__ = ["blueprint", "jobs_api", "marking", "page", "preview", "state", "tracks"]
+__all__ = ["blueprint", "jobs_api", "marking", "page", "plan_api", "preview", "state", "tracks"]

@@ -19,8 +19,9 @@ from ..operations import OPERATIONS, Operation
 from ..runner import Job, open_job, run_in_background
 from . import sse
 from .blueprint import blueprint, job_config, lib, mutating, state, store
+from .marking import existing
 from .queries import check, query_errors_as_400
-from .validate import ApiError, body_fields, choice_arg, int_arg, op_arg, whole_number
+from .validate import ApiError, body_fields, choice_arg, id_list, int_arg, op_arg, whole_number
 
 ITEM_STATUSES = ("failed", "succeeded", "skipped")
 WAIT_LIMIT = 1.0  # seconds a waiting POST /api/<op>-unmarked holds a sync worker
@@ -93,19 +94,21 @@ def _event_stream(job_id: int, after: int) -> flask.Response:
 # --- starting, waiting, cancelling -------------------------------------------------
 
 
-def _start(op: Operation, query: str, force: bool) -> Job:
+def _start(op: Operation, query: str, force: bool, ids: list[int] | None = None) -> Job:
     """Claim the library and run the job in a background thread of this process.
 
     Whatever the request got wrong (a malformed query, one too big for
     SQLite) is a 400 before or during the claim, and leaves no job row: the
-    runner selects the items before it creates the row.
+    runner selects the items before it creates the row. With ``ids`` the job
+    covers exactly those items (the ones the library has).
     """
-    check(op, query, force)  # a malformed query is a 400 before anything is claimed
+    if ids is None:
+        check(op, query, force)  # a malformed query is a 400 before anything is claimed
     config = job_config()  # bad settings: an error naming them, nothing claimed
     try:
         with query_errors_as_400(query):
             job = open_job(lib(), op, query, force=force, origin="web", config=config,
-                           log=state.plugin._log)
+                           log=state.plugin._log, ids=ids)
     except JobConflict as conflict:
         active = conflict.active["job"] if conflict.active else None
         raise ApiError(409, str(conflict), job=active) from conflict
@@ -121,8 +124,16 @@ def _start(op: Operation, query: str, force: bool) -> Job:
 @blueprint.post("/api/jobs")
 @mutating
 def create_job() -> Any:
-    fields = body_fields({"op", "query", "force"}, required={"op"})
-    job = _start(op_arg(fields["op"]), fields.get("query", ""), fields.get("force", False))
+    """A job over a query's items, or over exactly the ``ids`` given (as /api/mark takes them)."""
+    fields = body_fields({"op", "query", "force", "ids"}, required={"op"})
+    ids = None
+    if "ids" in fields:
+        if "query" in fields:
+            raise ApiError(400, 'give either "ids" or a "query", not both')
+        ids = existing(id_list(fields["ids"]))
+        if not ids:
+            raise ApiError(400, "none of the ids is an item of the library")
+    job = _start(op_arg(fields["op"]), fields.get("query", ""), fields.get("force", False), ids)
     return jsonify({"job": job.id, "total": job.total, "events": f"/api/jobs/{job.id}/events"}), 202
 
 

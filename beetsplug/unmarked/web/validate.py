@@ -15,7 +15,8 @@ MAX_DEPTH = 32  # levels of nested arrays/objects in a request body (ours need 2
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _BRACKETS = re.compile(rb"[\[\]{}]")
 
-_TYPES = {"op": str, "query": str, "force": bool, "ids": list, "all": bool, "scope": str}
+_TYPES = {"op": str, "query": str, "force": bool, "ids": list, "all": bool, "scope": str,
+          "offset": int, "limit": int}
 MAX_ID = 2**63 - 1  # SQLite's INTEGER
 # Which items of the query a listing, preview or marker write takes, for the operation.
 SCOPES = ("unmarked", "marked", "all")

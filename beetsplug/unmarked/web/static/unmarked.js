@@ -1,6 +1,11 @@
 // The unmarked page: counts, the track table (select, mark, unmark, preview),
-// recent jobs and their records, and a progress dialog fed by the job's
-// Server-Sent Events. Plain browser JavaScript, no build step.
+// a confirmation that shows a job's whole plan before it starts, recent jobs
+// and their records, and a progress dialog fed by the job's Server-Sent
+// Events. Plain browser JavaScript, no build step.
+//
+// Everything acts on what the page shows: the query in force is the one last
+// submitted (an unsubmitted edit disables the actions), and checked tracks
+// are exactly what the job buttons and mark/unmark act on.
 //
 // Everything that came from the library (tags, paths, errors) is put in the
 // page as text (textContent, setAttribute), never as HTML. Job events only
@@ -14,18 +19,25 @@
   const ACTIVE = new Set(["queued", "running"]);
   const MAX_ERRORS_SHOWN = 200;
   const RENDER_EVERY_MS = 200;
-  const PAGE_SIZE = 50;
-  const RECORD_PAGE = 50;
+  const RECORD_PAGE = 500;
   const JOBS_SHOWN = 20;
+  // How library text is shown (whitespace, Unicode forms, failures): unmarked-text.js.
+  const { el, n, plural, changeList, diffLine, plainReason, failureItem } = window.unmarkedText;
+  // A whole job's plan, asked for slice by slice and shown: unmarked-plan.js.
+  const { loadPlan, renderPlan } = window.unmarkedPlan;
 
   const dialog = $("[data-job-dialog]");
+  const confirmBox = $("[data-confirm]");
   const backdrop = $("[data-backdrop]");
+  const strip = $("[data-job-strip]");
   const readonly = document.body.dataset.readonly === "true";
 
   let state = null; // the job shown in the dialog, as last heard
   let source = null; // its EventSource
   let dirty = false;
   let opener = null; // the control to give focus back to (or a function finding it)
+  let inForce = ""; // the query last submitted: what counts, tracks and actions use
+  let counts = {}; // op -> unmarked tracks matching the query in force
 
   async function api(method, path, body) {
     const options = { method, headers: { Accept: "application/json" } };
@@ -48,41 +60,59 @@
     return (data && data.error) || `The server answered ${status}.`;
   }
 
-  function query() {
-    return $("#query").value.trim();
-  }
-
   function show(element, text) {
     element.textContent = text || "";
     element.hidden = !text;
   }
 
-  function el(tag, text, attributes) {
-    const node = document.createElement(tag);
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, value);
-    return node;
+  // A dialog is in the page, and a dialog to assistive technology, only while shown.
+  function shownDialog(box, on) {
+    box.hidden = !on;
+    if (on) box.setAttribute("role", "dialog");
+    else box.removeAttribute("role");
   }
 
-  function plural(n, word) {
-    return `${n} ${word}${n === 1 ? "" : "s"}`;
+  // One polite live region for everything said aloud; a screen reader queues
+  // what it is told, in order.
+  function announce(text) {
+    $("[data-announce]").textContent = text;
   }
+
+  // --- the query in force -----------------------------------------------------
+
+  const queryBox = $("#query");
+
+  function stale() {
+    return queryBox.value.trim() !== inForce;
+  }
+
+  function renderQuery() {
+    $("[data-query-in-force]").textContent = inForce
+      ? `Query in force: “${inForce}”` : "Query in force: none (all tracks)";
+    $("[data-query-stale]").hidden = !stale();
+    renderActions();
+  }
+
+  queryBox.addEventListener("input", renderQuery);
 
   // --- counts ----------------------------------------------------------------
 
   async function refreshCounts() {
     show($("[data-query-error]"), "");
-    for (const op of OPS) {
-      const params = new URLSearchParams({ op, query: query(), limit: "1" });
+    await Promise.all(OPS.map(async (op) => {
+      const params = new URLSearchParams({ op, query: inForce, limit: "1" });
       const { status, data } = await api("GET", `api/unmarked?${params}`);
       const cell = $(`[data-count="${op}"]`);
       if (status === 200) {
-        cell.textContent = String(data.count);
+        counts[op] = data.count;
+        cell.textContent = n(data.count);
       } else {
+        counts[op] = null;
         cell.textContent = "?";
         show($("[data-query-error]"), errorOf(status, data));
       }
-    }
+    }));
+    renderActions();
   }
 
   // --- the track table ----------------------------------------------------------
@@ -98,16 +128,21 @@
   const trackBody = $("[data-tracks-body]");
   const opSelect = $("select[name=op]");
   const scopeSelect = $("select[name=scope]");
+  const pageSize = $("select[name=page-size]");
   const allMatching = $("input[name=select-all-matching]");
   const selectPage = $("input[name=select-page]");
 
+  function size() {
+    return Number(pageSize.value);
+  }
+
   function trackParams(extra) {
-    return new URLSearchParams({ op: opSelect.value, scope: scopeSelect.value, query: query(), ...extra });
+    return new URLSearchParams({ op: opSelect.value, scope: scopeSelect.value, query: inForce, ...extra });
   }
 
   async function loadTracks() {
     const token = ++tracks.loading;
-    const params = trackParams({ limit: String(PAGE_SIZE), offset: String(tracks.offset) });
+    const params = trackParams({ limit: String(size()), offset: String(tracks.offset) });
     const { status, data } = await api("GET", `api/unmarked?${params}`);
     if (token !== tracks.loading) return;
     if (status !== 200) {
@@ -117,7 +152,7 @@
     } else {
       show($("[data-tracks-error]"), "");
       if (data.items.length === 0 && tracks.offset > 0 && data.count > 0) {
-        tracks.offset = Math.max(0, Math.floor((data.count - 1) / PAGE_SIZE) * PAGE_SIZE);
+        tracks.offset = lastOffset(data.count);
         loadTracks(); // the page emptied (tracks were marked): show the last one
         return;
       }
@@ -125,6 +160,10 @@
       tracks.count = data.count;
     }
     renderTracks();
+  }
+
+  function lastOffset(count) {
+    return Math.max(0, Math.floor((count - 1) / size()) * size());
   }
 
   function scopeWords() {
@@ -135,19 +174,21 @@
     const first = tracks.count ? tracks.offset + 1 : 0;
     const last = tracks.offset + tracks.items.length;
     $("[data-tracks-caption]").textContent =
-      `Tracks for ${opSelect.value} (${scopeWords()}): ${first}–${last} of ${tracks.count}`;
+      `Tracks for ${opSelect.value} (${scopeWords()}): ${n(first)}–${n(last)} of ${n(tracks.count)}`;
     trackBody.replaceChildren(...tracks.items.map(trackRow));
     if (tracks.items.length === 0) {
       const row = el("tr", null, { role: "row" });
       row.append(el("td", tracks.count ? "" : "No tracks match.", { colspan: "6", role: "cell" }));
       trackBody.append(row);
     }
-    const pages = Math.max(1, Math.ceil(tracks.count / PAGE_SIZE));
-    const pageNumber = Math.floor(tracks.offset / PAGE_SIZE) + 1;
-    $("[data-page-info]").textContent = `Page ${pageNumber} of ${pages}`;
-    $("[data-action=prev]").disabled = tracks.offset === 0;
-    $("[data-action=next]").disabled = tracks.offset + PAGE_SIZE >= tracks.count;
-    $("[data-matching-count]").textContent = String(tracks.count);
+    const pages = Math.max(1, Math.ceil(tracks.count / size()));
+    const pageNumber = Math.floor(tracks.offset / size()) + 1;
+    $("[data-page-info]").textContent = `Page ${n(pageNumber)} of ${n(pages)}`;
+    const atStart = tracks.offset === 0;
+    const atEnd = tracks.offset + size() >= tracks.count;
+    $("[data-action=prev]").disabled = $("[data-action=first]").disabled = atStart;
+    $("[data-action=next]").disabled = $("[data-action=last]").disabled = atEnd;
+    $("[data-matching-count]").textContent = n(tracks.count);
     renderSelection();
   }
 
@@ -161,7 +202,7 @@
     pick.append(box);
     row.append(pick);
     for (const [label, value] of [["Artist", item.artist], ["Title", item.title], ["Album", item.album]]) {
-      row.append(el("td", value, { "data-label": label, role: "cell" }));
+      row.append(el("td", value, { "data-label": label, role: "cell", class: "tag" }));
     }
     row.append(el("td", item.path, { "data-label": "Path", class: "path", role: "cell" }));
     const preview = el("td", null, { "data-label": "Would change", class: "preview-cell", role: "cell" });
@@ -182,11 +223,40 @@
     selectPage.checked = onPage > 0 && pickedHere === onPage;
     selectPage.indeterminate = pickedHere > 0 && pickedHere < onPage;
     allMatching.checked = tracks.allMatching;
-    const n = selectedCount();
+    const count = selectedCount();
     $("[data-selected-count]").textContent = tracks.allMatching
       ? `All ${plural(tracks.count, "matching track")} selected`
-      : (n ? `${plural(n, "track")} selected` : "No tracks selected");
-    for (const action of ["mark", "unmark"]) $(`[data-action=${action}]`).disabled = readonly || n === 0;
+      : (count ? `${plural(count, "track")} selected` : "No tracks selected");
+    renderActions();
+  }
+
+  // The buttons say what they act on, and are off while the box holds an unapplied edit.
+  function renderActions() {
+    const edited = stale();
+    const picked = selectedCount();
+    for (const button of document.querySelectorAll("button[data-op]")) {
+      const op = button.dataset.op;
+      const verb = button.dataset.verb;
+      const matching = counts[op];
+      button.textContent = picked
+        ? `${verb} ${n(picked)} selected`
+        : `${verb} all ${matching === undefined || matching === null ? "" : n(matching) + " "}matching`;
+      button.disabled = readonly || edited; // none matching: the confirmation says so
+      describe(button, edited);
+    }
+    for (const action of ["mark", "unmark"]) {
+      const button = $(`[data-action=${action}]`);
+      button.disabled = readonly || edited || picked === 0;
+      describe(button, edited);
+    }
+  }
+
+  function describe(button, edited) {
+    const reasons = [];
+    if (readonly) reasons.push("readonly-note");
+    if (edited) reasons.push("query-stale");
+    if (reasons.length) button.setAttribute("aria-describedby", reasons.join(" "));
+    else button.removeAttribute("aria-describedby");
   }
 
   function clearSelection() {
@@ -228,11 +298,43 @@
     renderSelection();
   });
 
-  async function changeMarkers(action) {
+  // "All matching" in the table's operation and scope, as a query the API takes.
+  function scopedQuery() {
     const op = opSelect.value;
-    const body = tracks.allMatching
-      ? { op, query: query(), scope: scopeSelect.value, all: true }
+    const term = { unmarked: `unmarked:${op}`, marked: `^unmarked:${op}`, all: "" }[scopeSelect.value];
+    return [inForce, term].filter(Boolean).join(" ");
+  }
+
+  function markBody(op) {
+    return tracks.allMatching
+      ? { op, query: inForce, scope: scopeSelect.value, all: true }
       : { op, ids: [...tracks.selected] };
+  }
+
+  function askToChangeMarkers(action) {
+    const count = selectedCount();
+    const op = opSelect.value;
+    const body = markBody(op);
+    const run = () => changeMarkers(action, body);
+    if (count <= size()) {
+      run();
+      return;
+    }
+    const verb = action === "mark" ? "Mark" : "Unmark";
+    openConfirm({
+      title: `${verb} ${plural(count, "track")} for ${op}?`,
+      what: action === "mark"
+        ? `They will count as done for ${op} without being processed: no file moves, no tag changes.`
+        : `They will count as not done for ${op}, so the next ${op} job includes them. No file changes.`,
+      plan: { moves: 0, retags: 0, failures: 0, unchanged: count, complete: true, count,
+        note: "No file is opened or changed: only the markers in the library." },
+      button: `${verb} ${plural(count, "track")}`,
+      opener: $(`[data-action=${action}]`),
+      confirmed: run,
+    });
+  }
+
+  async function changeMarkers(action, body) {
     const button = $(`[data-action=${action}]`);
     button.disabled = true;
     const result = $("[data-result]");
@@ -245,11 +347,14 @@
       return;
     }
     show($("[data-tracks-error]"), "");
-    const changes = Object.entries(data.changed).filter(([, n]) => n > 0)
-      .map(([field, n]) => `${field} ${action === "mark" ? "set on" : "cleared from"} ${n}`);
-    result.textContent = `${action === "mark" ? "Marked as done" : "Unmarked"} for ${data.op}: `
+    const changes = Object.entries(data.changed).filter(([, count]) => count > 0)
+      .map(([field, count]) => `${field} ${action === "mark" ? "set on" : "cleared from"} ${n(count)}`);
+    const text = `${action === "mark" ? "Marked as done" : "Unmarked"} for ${data.op}: `
       + `${plural(data.matched, "track")} matched; ${changes.length ? changes.join(", ") : "nothing changed"}.`;
+    result.textContent = text;
+    announce(text);
     clearSelection();
+    renderSelection(); // at once: the boxes on screen must not say otherwise until the reload
     await Promise.all([refreshCounts(), loadTracks()]);
   }
 
@@ -258,7 +363,7 @@
     button.disabled = true;
     const result = $("[data-result]");
     result.textContent = "Computing the preview…";
-    const params = trackParams({ limit: String(PAGE_SIZE), offset: String(tracks.offset) });
+    const params = trackParams({ limit: String(Math.min(size(), 200)), offset: String(tracks.offset) });
     const { status, data } = await api("GET", `api/preview?${params}`);
     button.disabled = false;
     if (status !== 200) {
@@ -270,39 +375,16 @@
     for (const item of data.items) {
       const cell = trackBody.querySelector(`[data-track-row][data-id="${item.id}"] [data-preview]`);
       if (!cell) continue;
-      const lines = previewLines(item);
       if (item.error || Object.keys(item.changes).length || (item.dest && item.dest !== item.file)) changing += 1;
-      cell.replaceChildren(...lines);
+      cell.replaceChildren(changeList(item));
       cell.hidden = false;
     }
-    result.textContent = `Preview for ${data.op} of ${plural(data.items.length, "track")} on this page: `
-      + `${changing} would change. Nothing has been changed.`;
-  }
-
-  function shown(value) {
-    if (Array.isArray(value)) return value.join("; ");
-    return value === null || value === undefined ? "" : String(value);
-  }
-
-  function previewLines(item) {
-    const list = el("ul");
-    if (item.error) {
-      list.append(el("li", item.skipped ? `skipped: ${item.error}` : `would fail: ${item.error}`, { class: "bad" }));
-      return [list];
-    }
-    for (const [field, [before, after]] of Object.entries(item.changes)) {
-      const line = el("li", null, { "data-field": field });
-      line.append(el("span", `${field}: `, { class: "field" }), el("del", shown(before)),
-        el("span", " → ", { "aria-label": "becomes" }), el("ins", shown(after)));
-      list.append(line);
-    }
-    if (item.dest && item.dest !== item.file) {
-      const line = el("li", null, { "data-field": "path" });
-      line.append(el("span", "moves to ", { class: "field" }), el("span", item.dest, { class: "dest" }));
-      list.append(line);
-    }
-    if (!list.children.length) list.append(el("li", "nothing to change"));
-    return [list];
+    const failing = data.items.filter((item) => item.error && !item.skipped).length;
+    const text = `Preview for ${data.op} of ${plural(data.items.length, "track")} on this page `
+      + `(of ${n(data.count)}): ${n(changing)} would change${failing ? `, ${n(failing)} of them would fail` : ""}. `
+      + "Nothing has been changed; a job shows its whole plan before it starts.";
+    result.textContent = text;
+    announce(text);
   }
 
   // --- recent jobs ---------------------------------------------------------------
@@ -322,10 +404,16 @@
 
   async function loadJobs() {
     const { status, data } = await api("GET", "api/jobs");
-    if (status !== 200) return;
+    if (status !== 200) return null;
     const jobs = data.jobs.slice(0, JOBS_SHOWN);
     $("[data-jobs-body]").replaceChildren(...jobs.map(jobRow));
     $("[data-jobs-empty]").hidden = jobs.length > 0;
+    return data.jobs;
+  }
+
+  function statusWords(job) {
+    if (job.status === "completed" && job.failed) return `completed with ${plural(job.failed, "failure")}`;
+    return job.status;
   }
 
   function jobRow(job) {
@@ -335,48 +423,59 @@
     });
     const first = el("td", null, { "data-label": "Job", role: "cell" });
     first.append(open);
-    const counts = `${job.succeeded} succeeded, ${job.failed} failed, ${job.skipped} skipped of ${job.total}`;
+    const tally = `${n(job.succeeded)} succeeded, ${n(job.failed)} failed, ${n(job.skipped)} skipped of ${n(job.total)}`;
     const time = el("time", when(job.created), { datetime: new Date(job.created * 1000).toISOString() });
     const whenCell = el("td", null, { "data-label": "When", role: "cell" });
     whenCell.append(time);
+    const warn = job.status === "completed" && job.failed > 0;
     row.append(first,
-      el("td", job.status, { "data-label": "Status", "data-status": job.status, role: "cell" }),
+      el("td", statusWords(job), { "data-label": "Status", "data-status": warn ? "warning" : job.status, role: "cell" }),
       el("td", job.op, { "data-label": "Operation", role: "cell" }),
       el("td", job.origin, { "data-label": "Origin", role: "cell" }),
-      el("td", counts, { "data-label": "Items", role: "cell" }),
+      el("td", tally, { "data-label": "Items", role: "cell" }),
       whenCell,
       el("td", took(job), { "data-label": "How long", role: "cell" }));
     row.addEventListener("click", () => openRecord(job.job));
     return row;
   }
 
-  async function openRecord(jobId) {
+  async function openRecord(jobId, filter) {
     // The list is redrawn meanwhile: focus goes back to the job's row as it is then.
     opener = () => $(`[data-job-row][data-job="${jobId}"] button`);
-    await attach(jobId, "", true);
+    await attach(jobId, "", true, filter);
   }
 
   // --- a job's record (in the dialog) ----------------------------------------------
 
+  const recordStatus = $("select[name=record-status]");
+
+  let recordLoads = 0; // a token: only the latest request is drawn
+
   async function loadRecord(reset) {
     if (!state) return;
+    const token = ++recordLoads;
     const list = $("[data-record-items]");
-    if (reset) list.replaceChildren();
     const jobId = state.job;
-    const params = new URLSearchParams({ limit: String(RECORD_PAGE), offset: String(list.children.length) });
+    const filter = recordStatus.value;
+    const params = new URLSearchParams({ limit: String(RECORD_PAGE), offset: String(reset ? 0 : list.children.length) });
+    if (filter) params.set("status", filter);
     const { status, data } = await api("GET", `api/jobs/${jobId}/items?${params}`);
-    if (!state || state.job !== jobId) return;
+    if (token !== recordLoads || !state || state.job !== jobId) return;
     if (status !== 200) {
       show($("[data-record-note]"), errorOf(status, data));
       return;
     }
+    if (reset) list.replaceChildren();
     list.append(...data.items.map(recordItem));
+    const what = filter ? `${filter} track` : "track";
     const note = data.count === 0
-      ? "No items were processed."
-      : `${plural(data.count, "item")}${data.compacted ? " kept: this job's record was compacted to its failed items" : ""}; `
-        + `showing ${list.children.length}.`;
+      ? `No ${what}s.`
+      : `${plural(data.count, what)}${data.compacted ? " kept: this job's record was compacted to its failed items" : ""}; `
+        + `showing ${n(list.children.length)}.`;
     show($("[data-record-note]"), note);
-    $("[data-action=record-more]").hidden = list.children.length >= data.count;
+    const more = $("[data-action=record-more]");
+    more.hidden = list.children.length >= data.count;
+    more.textContent = `Show ${n(Math.min(RECORD_PAGE, data.count - list.children.length))} more`;
   }
 
   function recordItem(item) {
@@ -384,46 +483,142 @@
     const li = el("li", null, { "data-record-item": "", "data-status": outcome, class: outcome });
     li.append(el("strong", `${outcome}: `));
     if (outcome === "failed" || outcome === "skipped") {
-      li.append(el("span", item.error || item.file || ""));
+      const [reason, detail] = plainReason(item.error, item.file);
+      li.append(el("span", reason, { class: "reason" }), " ", el("span", item.file || "", { class: "path" }));
+      if (detail && detail !== reason) li.append(el("span", ` (${detail})`, { class: "detail" }));
       return li;
     }
-    li.append(el("span", item.file || ""));
-    if (item.dest && item.dest !== item.file) li.append(el("span", " → "), el("span", item.dest));
+    li.append(el("span", item.file || "", { class: "path" }));
+    if (item.dest && item.dest !== item.file) li.append(el("span", " → "), el("span", item.dest, { class: "path" }));
     const changes = Object.entries(item.changes || {});
     if (changes.length) {
-      li.append(el("span", ` (${changes.map(([f, [a, b]]) => `${f}: ${shown(a)} → ${shown(b)}`).join("; ")})`));
+      const list = el("ul", null, { class: "changes" });
+      for (const [field, [before, after]] of changes) list.append(diffLine(field, before, after));
+      li.append(list);
     }
     return li;
   }
 
+  // --- confirming: the whole plan before anything starts ------------------------------
+
+  let confirming = null; // {confirmed, opener, token}
+
+  function openConfirm(request) {
+    const token = {};
+    confirming = { ...request, token };
+    $("[data-confirm-title]").textContent = request.title;
+    $("[data-confirm-what]").textContent = request.what;
+    show($("[data-confirm-error]"), "");
+    $("[data-plan-sample]").replaceChildren();
+    $("[data-plan-sample-box]").hidden = true;
+    $("[data-plan-causes]").hidden = true;
+    const go = $("[data-action=confirm]");
+    go.textContent = request.button;
+    go.disabled = false;
+    for (const name of ["moves", "retags", "failures", "unchanged"]) $(`[data-plan=${name}]`).textContent = "…";
+    shownDialog(confirmBox, true);
+    modal(true);
+    if (request.plan) {
+      renderPlan(request.plan, request.plan.count);
+    } else {
+      loadPlan(api, request.planBody, () => confirming !== null && confirming.token === token, (error) => {
+        show($("[data-confirm-error]"), `The plan could not be computed: ${error}`);
+      });
+    }
+    $("[data-action=dismiss]").focus();
+  }
+
+  function closeConfirm(focusBack) {
+    const request = confirming;
+    confirming = null;
+    shownDialog(confirmBox, false);
+    modal(!dialog.hidden);
+    if (focusBack && request && request.opener) request.opener.focus();
+  }
+
+  // What a job button acts on: the checked tracks, or all the query in force matches.
+  function jobRequest(op, button) {
+    const verb = button.dataset.verb;
+    const picked = selectedCount();
+    if (tracks.allMatching) {
+      const query = scopedQuery();
+      return {
+        title: `${verb} all ${plural(picked, "selected track")}?`,
+        body: { op, query, force: true },
+        planBody: { op, query, scope: "all" },
+      };
+    }
+    if (picked) {
+      const ids = [...tracks.selected];
+      const force = scopeSelect.value !== "unmarked";
+      return {
+        title: `${verb} ${plural(picked, "selected track")}?`,
+        body: { op, ids, force },
+        planBody: { op, ids, force },
+      };
+    }
+    const matching = counts[op];
+    return {
+      title: typeof matching === "number" ? `${verb} all ${plural(matching, "matching track")}?`
+        : `${verb} all matching tracks?`,
+      body: { op, query: inForce },
+      planBody: { op, query: inForce, scope: "unmarked" },
+    };
+  }
+
+  function askToStart(op, button) {
+    if (stale()) return; // the buttons are disabled then; a stale edit never acts
+    const request = jobRequest(op, button);
+    const where = inForce ? ` matching “${inForce}”` : "";
+    openConfirm({
+      title: request.title,
+      what: `This is what the ${op} job will do${request.body.ids ? "" : where}, checked file by file before anything changes.`,
+      planBody: request.planBody,
+      button: `Start ${op}`,
+      opener: button,
+      confirmed: () => start(request.body, button),
+    });
+  }
+
   // --- starting and attaching ---------------------------------------------------
 
-  async function start(op, button) {
+  async function start(body, button) {
     opener = button;
     show($("[data-start-error]"), "");
-    const { status, data } = await api("POST", "api/jobs", { op, query: query() });
+    const { status, data } = await api("POST", "api/jobs", body);
     if (status === 202) {
+      clearSelection();
+      renderSelection();
       await attach(data.job);
       loadJobs();
     } else if (status === 409 && data && data.job) {
       await attach(data.job, "Another job is already running on this library; showing it.");
     } else {
       show($("[data-start-error]"), errorOf(status, data));
+      if (button) button.focus();
     }
   }
 
-  async function attach(jobId, note, record) {
+  async function attach(jobId, note, record, filter) {
     const { status, data } = await api("GET", `api/jobs/${jobId}`);
     if (status !== 200) return;
     state = {
       job: data.job, op: data.op, origin: data.origin, status: data.status, total: data.total,
       current: data.current, succeeded: data.succeeded, failed: data.failed, skipped: data.skipped,
-      file: "", errors: data.errors || [], error: data.error, note: note || "",
-      record: Boolean(record) && !ACTIVE.has(data.status),
+      force: data.force, file: "", errors: data.errors || [], error: data.error, note: note || "",
+      record: Boolean(record) && !ACTIVE.has(data.status), decile: Math.floor((10 * data.current) / (data.total || 1)),
+      minimised: false,
     };
+    recordStatus.value = filter || "";
     openDialog();
-    if (ACTIVE.has(data.status)) follow(data.job, data.last_event);
-    else finish();
+    if (ACTIVE.has(data.status)) {
+      announce(data.current
+        ? `Job ${data.job} running: ${data.op}, ${n(data.current)} of ${plural(data.total, "track")} done.`
+        : `Job ${data.job} started: ${data.op} of ${plural(data.total, "track")}.`);
+      state.announced = true;
+      follow(data.job, data.last_event);
+    }
+    else finish(false);
     render();
     if (state.record) loadRecord(true);
   }
@@ -436,6 +631,7 @@
       const data = JSON.parse(e.data);
       state.total = data.total;
       state.status = "running";
+      if (!state.announced) announce(`Job ${state.job} started: ${state.op} of ${plural(data.total, "track")}.`);
       dirty = true;
     });
     source.addEventListener("item", (e) => {
@@ -450,6 +646,12 @@
         state.failed += 1;
         state.errors.push({ item_id: data.item_id, file: data.file, error: data.error });
       }
+      const decile = Math.floor((10 * data.current) / (data.total || 1));
+      if (decile > state.decile && decile < 10) {
+        announce(`Job ${state.job}: ${decile * 10} % done, ${n(data.current)} of ${n(data.total)}`
+          + `${state.failed ? `, ${plural(state.failed, "failure")} so far` : ""}.`);
+      }
+      state.decile = decile;
       dirty = true;
     });
     source.addEventListener("done", (e) => {
@@ -460,71 +662,135 @@
       });
       state.current = data.succeeded + data.failed + data.skipped;
       state.file = "";
-      finish();
+      finish(true);
       render();
+      announce(`Job ${state.job} ${outcome()[0]}`);
     });
   }
 
-  function finish() {
+  // The outcome in words, and its style.
+  function outcome() {
+    const s = state;
+    const tally = `${n(s.succeeded)} succeeded, ${n(s.failed)} failed${s.skipped ? `, ${n(s.skipped)} skipped` : ""}.`;
+    if (s.status === "completed") {
+      if (s.failed) return [`completed with ${plural(s.failed, "failure")}: ${tally}`, "warning"];
+      return [`completed: ${tally}`, "ok"];
+    }
+    if (s.status === "cancelled") return [`cancelled after ${n(s.current)} of ${n(s.total)}: ${tally}`, "warning"];
+    if (s.status === "interrupted") return [`interrupted after ${n(s.current)} of ${n(s.total)}: ${tally}`, "bad"];
+    return [`failed${s.error ? ` (${s.error})` : ""}: ${tally}`, "bad"];
+  }
+
+  function finish(live) {
     if (source) {
       source.close();
       source = null;
     }
     $("[data-action=cancel]").hidden = true;
+    $("[data-action=minimise]").hidden = true;
     const close = $("[data-action=close]");
     close.hidden = false;
-    close.focus();
+    if (!state.minimised && (live || !dialog.hidden)) close.focus();
     refreshCounts();
     loadTracks();
     loadJobs();
   }
 
-  // --- the dialog ---------------------------------------------------------------
+  // --- the dialogs ---------------------------------------------------------------
+
+  // While a dialog is up, the page behind it is out of reach (and of the Tab key).
+  function modal(on) {
+    for (const part of [$("header"), $("main"), strip]) {
+      if (on) part.setAttribute("inert", "");
+      else part.removeAttribute("inert");
+    }
+    backdrop.hidden = !on;
+  }
 
   function openDialog() {
-    dialog.hidden = false;
-    backdrop.hidden = false;
+    shownDialog(dialog, true);
+    strip.hidden = true;
+    modal(true);
     const cancel = $("[data-action=cancel]");
     cancel.hidden = false;
     cancel.disabled = readonly;
+    $("[data-action=minimise]").hidden = false;
     $("[data-action=close]").hidden = true;
+    $("[data-action=retry-failed]").hidden = true;
     $("[data-job-errors]").replaceChildren();
     $("[data-record-items]").replaceChildren();
     $("[data-job-record]").hidden = true;
-    cancel.focus();
+    $("[data-action=minimise]").focus();
+  }
+
+  function minimise() {
+    if (!state || !ACTIVE.has(state.status)) return;
+    state.minimised = true;
+    shownDialog(dialog, false);
+    modal(false);
+    strip.hidden = false;
+    render();
+    $("[data-action=reopen]").focus();
+  }
+
+  function reopen() {
+    if (!state) return;
+    state.minimised = false;
+    strip.hidden = true;
+    shownDialog(dialog, true);
+    modal(true);
+    render();
+    const target = ACTIVE.has(state.status) ? $("[data-action=minimise]") : $("[data-action=close]");
+    target.focus();
   }
 
   function closeDialog() {
-    if (state && ACTIVE.has(state.status)) return; // only a finished job's dialog closes
-    dialog.hidden = true;
-    backdrop.hidden = true;
+    if (state && ACTIVE.has(state.status)) return; // a running job's dialog is minimised instead
+    shownDialog(dialog, false);
+    strip.hidden = true;
+    modal(false);
     state = null;
     const target = typeof opener === "function" ? opener() : opener;
-    if (target) target.focus();
+    if (target && target.isConnected && !target.disabled) target.focus();
+    else queryBox.focus();
   }
 
   function render() {
     dirty = false;
     if (!state) return;
-    const percent = state.total ? Math.floor((100 * state.current) / state.total) : (ACTIVE.has(state.status) ? 0 : 100);
+    const active = ACTIVE.has(state.status);
+    const percent = state.total ? Math.floor((100 * state.current) / state.total) : (active ? 0 : 100);
     $("[data-job-id]").textContent = String(state.job);
     $("[data-job-op]").textContent = state.op;
     $("[data-job-origin]").textContent = `started from ${state.origin}${state.note ? ". " + state.note : ""}`;
     const bar = $("[data-progress]");
     bar.setAttribute("aria-valuenow", String(percent));
-    bar.setAttribute("aria-valuetext", `${state.current} of ${state.total} items`);
+    bar.setAttribute("aria-valuetext", `${n(state.current)} of ${n(state.total)} items`);
     $("[data-progress-bar]").style.width = `${percent}%`;
-    $("[data-job-current]").textContent = `${state.current} / ${state.total}`;
+    $("[data-job-current]").textContent = `${n(state.current)} / ${n(state.total)}`;
     const status = $("[data-job-status]");
     status.textContent = state.status;
     status.dataset.jobStatus = state.status;
+    const result = $("[data-job-outcome]");
+    if (active) {
+      result.hidden = true;
+    } else {
+      const [words, style] = outcome();
+      result.textContent = words[0].toUpperCase() + words.slice(1);
+      result.dataset.style = style;
+      result.hidden = false;
+    }
     $("[data-job-file]").textContent = state.file || "–";
-    $("[data-job-succeeded]").textContent = String(state.succeeded);
-    $("[data-job-failed]").textContent = String(state.failed);
-    $("[data-job-skipped]").textContent = String(state.skipped);
+    $("[data-job-succeeded]").textContent = n(state.succeeded);
+    $("[data-job-failed]").textContent = n(state.failed);
+    $("[data-job-skipped]").textContent = n(state.skipped);
     $("[data-job-record]").hidden = !state.record;
+    $("[data-action=retry-failed]").hidden = active || readonly || state.failed === 0 || state.errors.length === 0;
     renderErrors();
     show($("[data-job-error]"), state.error || "");
+    $("[data-strip-text]").textContent = active
+      ? `Job ${state.job} (${state.op}): ${n(state.current)} / ${n(state.total)}, ${n(state.failed)} failed`
+      : `Job ${state.job} ${outcome()[0]}`;
   }
 
   function renderErrors() {
@@ -532,24 +798,54 @@
     const shownErrors = state.errors.slice(0, MAX_ERRORS_SHOWN);
     // A record lists the failed items itself, first.
     $("[data-job-errors-box]").hidden = state.record || state.errors.length === 0;
-    if (list.children.length === shownErrors.length + (state.errors.length > MAX_ERRORS_SHOWN ? 1 : 0)) return;
-    list.replaceChildren(...shownErrors.map((entry) => {
-      const li = document.createElement("li");
-      li.textContent = entry.error; // beets' messages name the file
-      li.title = entry.file || "";
-      return li;
-    }));
-    if (state.errors.length > MAX_ERRORS_SHOWN) {
-      const more = document.createElement("li");
-      more.textContent = `… and ${state.errors.length - MAX_ERRORS_SHOWN} more (GET api/jobs/${state.job} lists them all)`;
-      list.append(more);
+    if (list.children.length !== shownErrors.length) list.replaceChildren(...shownErrors.map(failureItem));
+    const more = $("[data-action=show-failures]");
+    const hidden = Math.max(0, state.failed - shownErrors.length);
+    more.hidden = hidden === 0 || ACTIVE.has(state.status);
+    more.textContent = `… and ${plural(hidden, "more failed track")}: show them all`;
+  }
+
+  async function retryFailed() {
+    if (!state) return;
+    const ids = [...new Set(state.errors.map((entry) => entry.item_id))];
+    if (!ids.length) return;
+    const op = state.op;
+    const force = Boolean(state.force);
+    const button = $("[data-action=retry-failed]");
+    const previous = state;
+    shownDialog(dialog, false);
+    openConfirm({
+      title: `Retry the ${plural(ids.length, "failed track")} of job ${previous.job}?`,
+      what: `A new ${op} job over exactly the tracks that failed. This is what it will do now:`,
+      planBody: { op, ids, force },
+      button: `Retry ${plural(ids.length, "track")}`,
+      opener: button,
+      confirmed: () => start({ op, ids, force }, null),
+      dismissed: () => { shownDialog(dialog, true); modal(true); button.focus(); },
+    });
+  }
+
+  // Tab and Shift+Tab go round inside an open dialog.
+  function trapFocus(e, box) {
+    const focusable = [...box.querySelectorAll("button, select, input, summary, a[href], [tabindex='0']")]
+      .filter((node) => !node.disabled && node.offsetParent !== null && !node.closest("[hidden]"));
+    if (!focusable.length) return;
+    const first = focusable[0];
+    const last = focusable[focusable.length - 1];
+    const inside = box.contains(document.activeElement);
+    if (e.shiftKey && (document.activeElement === first || !inside)) {
+      e.preventDefault();
+      last.focus();
+    } else if (!e.shiftKey && (document.activeElement === last || !inside)) {
+      e.preventDefault();
+      first.focus();
     }
   }
 
   // --- wiring ---------------------------------------------------------------------
 
   for (const button of document.querySelectorAll("button[data-op]")) {
-    button.addEventListener("click", () => start(button.dataset.op, button));
+    button.addEventListener("click", () => askToStart(button.dataset.op, button));
   }
   $("[data-action=cancel]").addEventListener("click", async () => {
     if (!state) return;
@@ -557,42 +853,72 @@
     await api("POST", `api/jobs/${state.job}/cancel`);
   });
   $("[data-action=close]").addEventListener("click", closeDialog);
+  $("[data-action=minimise]").addEventListener("click", minimise);
+  $("[data-action=reopen]").addEventListener("click", reopen);
+  $("[data-action=retry-failed]").addEventListener("click", retryFailed);
+  $("[data-action=show-failures]").addEventListener("click", () => {
+    if (!state) return;
+    state.record = true;
+    recordStatus.value = "failed";
+    render();
+    loadRecord(true);
+    recordStatus.focus();
+  });
+  recordStatus.addEventListener("change", () => loadRecord(true));
   $("[data-action=record-more]").addEventListener("click", () => loadRecord(false));
-  $("[data-action=mark]").addEventListener("click", () => changeMarkers("mark"));
-  $("[data-action=unmark]").addEventListener("click", () => changeMarkers("unmark"));
+  $("[data-action=confirm]").addEventListener("click", () => {
+    const request = confirming;
+    if (!request) return;
+    closeConfirm(false);
+    request.confirmed();
+  });
+  $("[data-action=dismiss]").addEventListener("click", () => {
+    const request = confirming;
+    closeConfirm(!(request && request.dismissed));
+    if (request && request.dismissed) request.dismissed();
+  });
+  $("[data-action=mark]").addEventListener("click", () => askToChangeMarkers("mark"));
+  $("[data-action=unmark]").addEventListener("click", () => askToChangeMarkers("unmark"));
   $("[data-action=preview]").addEventListener("click", preview);
-  $("[data-action=prev]").addEventListener("click", () => {
-    tracks.offset = Math.max(0, tracks.offset - PAGE_SIZE);
-    loadTracks();
-  });
-  $("[data-action=next]").addEventListener("click", () => {
-    tracks.offset += PAGE_SIZE;
-    loadTracks();
-  });
+  const go = (offset) => { tracks.offset = offset; loadTracks(); };
+  $("[data-action=first]").addEventListener("click", () => go(0));
+  $("[data-action=prev]").addEventListener("click", () => go(Math.max(0, tracks.offset - size())));
+  $("[data-action=next]").addEventListener("click", () => go(tracks.offset + size()));
+  $("[data-action=last]").addEventListener("click", () => go(lastOffset(tracks.count)));
+  pageSize.addEventListener("change", () => go(Math.floor(tracks.offset / size()) * size()));
   opSelect.addEventListener("change", reloadTracks);
   scopeSelect.addEventListener("change", reloadTracks);
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && !dialog.hidden) closeDialog();
+    const box = !confirmBox.hidden ? confirmBox : (!dialog.hidden ? dialog : null);
+    if (!box) return;
+    if (e.key === "Tab") trapFocus(e, box);
+    if (e.key !== "Escape") return;
+    if (box === confirmBox) $("[data-action=dismiss]").click();
+    else if (state && ACTIVE.has(state.status)) minimise();
+    else closeDialog();
   });
   $("#query-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    refreshCounts();
+    inForce = queryBox.value.trim();
+    renderQuery();
     reloadTracks();
+    refreshCounts().then(() => {
+      if (typeof counts.process === "number") {
+        announce(`Query in force: ${inForce || "none"}. ${plural(counts.process, "track")} not yet processed match.`);
+      }
+    });
   });
   setInterval(() => { if (dirty) render(); }, RENDER_EVERY_MS);
 
   // A reload, a second tab, or a job started elsewhere (the CLI, another
   // browser): show the running job if there is one.
   (async () => {
+    queryBox.value = "";
+    renderQuery();
     loadTracks();
     await refreshCounts();
-    const { status, data } = await api("GET", "api/jobs");
-    if (status === 200) {
-      const jobs = data.jobs.slice(0, JOBS_SHOWN);
-      $("[data-jobs-body]").replaceChildren(...jobs.map(jobRow));
-      $("[data-jobs-empty]").hidden = jobs.length > 0;
-    }
-    const running = status === 200 && data.jobs.find((job) => ACTIVE.has(job.status));
+    const jobs = await loadJobs();
+    const running = jobs && jobs.find((job) => ACTIVE.has(job.status));
     if (running) await attach(running.job);
   })();
 })();
