@@ -28,6 +28,7 @@ BAD = [
     ("batch_size", True, "a whole number, 1 or more"),
     ("batch_seconds", -1.0, "a number, 0 or more"),
     ("stream_window", "soon", "a number, from 0 to 10"),
+    ("stream_retry", 0, "a number, from 0.1 to 60"),
     ("auto", "maybe", "yes or no"),
     ("allowed_hosts", [1, 2], "a list of names"),
 ]

@@ -73,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 MAX_STREAM_WINDOW = 10.0  # below gunicorn's default --timeout (30 s), which kills a sync worker
+MIN_STREAM_RETRY = 0.1  # each follower asks this often while a job runs: not a flood
 MAX_STREAM_RETRY = 60.0
 
 
@@ -97,17 +98,14 @@ def _count(value: Any) -> str | None:
     return "a whole number, 1 or more"
 
 
-def _number(low: float, high: float | None = None, *, low_open: bool = False) -> Callable[[Any], str | None]:
+def _number(low: float, high: float | None = None) -> Callable[[Any], str | None]:
     """A finite number (int or float, not a bool) within bounds."""
-    bound = f"more than {low:g}" if low_open else f"{low:g} or more"
-    if high is not None:
-        bound = f"from {low:g} to {high:g}"
-    accepts = f"a number, {bound}"
+    accepts = f"a number, {low:g} or more" if high is None else f"a number, from {low:g} to {high:g}"
 
     def check(value: Any) -> str | None:
         if type(value) not in (int, float) or not math.isfinite(value):
             return accepts
-        if value < low or (low_open and value == low) or (high is not None and value > high):
+        if value < low or (high is not None and value > high):
             return accepts
         return None
 
@@ -127,7 +125,7 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "batch_size": _count,
     "batch_seconds": _number(0),
     "stream_window": _number(0, MAX_STREAM_WINDOW),
-    "stream_retry": _number(0, MAX_STREAM_RETRY, low_open=True),
+    "stream_retry": _number(MIN_STREAM_RETRY, MAX_STREAM_RETRY),
     "allowed_hosts": _names,
     "job_history_mb": _number(1),
 }
