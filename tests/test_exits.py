@@ -481,8 +481,8 @@ class CtrlCAfterCommit(Engine):
         super().__init__(*args, **kwargs)
         commit = self.committer.commit
 
-        def commit_then_ctrl_c(batch: Any) -> Any:
-            conflicted = commit(batch)
+        def commit_then_ctrl_c(*args: Any) -> Any:
+            conflicted = commit(*args)
             os.kill(os.getpid(), signal.SIGINT)
             return conflicted
 
