@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,7 +25,7 @@ from beetsplug.unmarked.web.adopter import ADOPT_EVERY
 
 from .consistency import consistent
 from .gates import library_write_lock, store, wait_for
-from .libenv import LibraryEnv, audio_files
+from .libenv import BEET, LibraryEnv, audio_files
 from .servers import beet_web, gunicorn, web_settings
 from .shared import add_many, start_beet
 from .signals import sigint_ignored
@@ -173,6 +174,24 @@ def test_sigterm_and_sighup_put_the_batch_back(env: LibraryEnv, signum: int) -> 
     env.beet("update")
     assert env.ids() == ids, "beet update removed nothing"
     env.beet("process-unmarked")
+    assert env.beet_ids("unmarked:true") == []
+    consistent(env, env.incoming, env.lib_path)
+
+
+def test_a_run_started_under_nohup_outlives_its_terminal(env: LibraryEnv) -> None:
+    """``nohup beet process-unmarked &``: SIGHUP was ignored when the run
+    started, so a closed terminal (SIGHUP) must not stop it (it did: the run
+    put in its own handler regardless)."""
+    add_many(env, 30)
+    with library_write_lock(env):  # the run cannot finish before the signal (gates.py)
+        run = subprocess.Popen([BEET, "process-unmarked"], env={**os.environ, "BEETSDIR": str(env.temp_path)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+        wait_for(lambda: working(env), "the run to work on a file")
+        run.send_signal(signal.SIGHUP)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, out + err
+    assert "30 succeeded" in out
     assert env.beet_ids("unmarked:true") == []
     consistent(env, env.incoming, env.lib_path)
 

@@ -141,8 +141,10 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 def stop_signals_raise() -> Iterator[None]:
     """While a run goes on in the main thread, SIGTERM and SIGHUP raise
     ``Terminated`` (the engine puts its batch back, as after Ctrl-C) instead of
-    killing the process between a file's move and its commit. A server's job
-    thread cannot take signals; its process dying is covered by adoption."""
+    killing the process between a file's move and its commit. A signal the
+    run was started with ignored stays ignored (``nohup``: a closed terminal
+    must not stop it). A server's job thread cannot take signals; its
+    process dying is covered by adoption."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -150,7 +152,8 @@ def stop_signals_raise() -> Iterator[None]:
     def stop(signum: int, frame: FrameType | None) -> None:
         raise Terminated(signum)
 
-    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS
+                if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
         yield
     finally:
