@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 from beets import util
 
-from .files import remove_partial_copies, unique_destination
 from .journal import ALBUM
+from .planner import unique_destination
+from .recovery import remove_partial_copies
 from .signals import signals_deferred
 from .undo import located
 

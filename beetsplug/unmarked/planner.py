@@ -23,7 +23,6 @@ from . import stored
 from .batch import ItemError, Touch, describe
 from .beets_compat import listens, media_fields, path_format_chooser
 from .errors import RunAborted
-from .files import unique_destination
 from .operations import RENAMED
 from .results import ItemResult, readable
 
@@ -37,6 +36,20 @@ if TYPE_CHECKING:
     from .normalize import Rules
     from .operations import Operation
     from .stored import Row
+
+
+def unique_destination(dest: bytes, taken: set[bytes]) -> bytes:
+    """beets' ``util.unique_path``, also steering clear of paths promised earlier
+    in this batch (two items with the same destination, neither moved yet)."""
+    candidate = util.unique_path(dest)
+    if candidate not in taken:
+        return candidate
+    base, ext = os.path.splitext(dest)
+    number = 0
+    while candidate in taken:
+        number += 1
+        candidate = util.unique_path(base + b".%d" % number + ext)
+    return candidate
 
 
 class Planner:

@@ -26,7 +26,8 @@ from beets import util
 
 from . import journal
 from .beets_compat import music_dir
-from .files import put_back_fields, remove_partial_copies, remove_stale_temps, write_tags
+from .files import remove_stale_temps, write_tags
+from .recovery import put_back_fields, remove_partial_copies
 from .transaction import atomic
 
 if TYPE_CHECKING:

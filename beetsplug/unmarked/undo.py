@@ -8,7 +8,7 @@ else happens. What is put back is what the plan changed, and only that:
 * the path: a moved file goes back to where the library still says it is
   (journaled, so a kill in the middle is finished by the next run);
 * the tags: each field the plan changed that the file still holds the new
-  value of gets the library's value back (``files.put_back_fields``); a tag
+  value of gets the library's value back (``recovery.put_back_fields``); a tag
   the plan did not change is never written, so what other tools wrote into
   the file (tags the library does not hold) stays.
 
@@ -29,8 +29,9 @@ from . import stored
 from .batch import ItemError
 from .beets_compat import set_field
 from .errors import RunAborted, Terminated
-from .files import put_back_fields, remove_stale_temps, where_after_failed_move
+from .files import remove_stale_temps
 from .journal import ITEM
+from .recovery import put_back_fields, where_after_failed_move
 from .states import COMMITTED, UNDONE
 from .transaction import LibraryLockedError
 

@@ -27,7 +27,8 @@ from beets.util import FilesystemError
 
 from .beets_compat import FileOperationError
 from .errors import ClaimLost
-from .files import where_after_failed_move, write_fields
+from .files import write_fields
+from .recovery import where_after_failed_move
 
 if TYPE_CHECKING:
     from collections.abc import Callable
