@@ -495,3 +495,34 @@ def test_show_model_changes_falls_back_on_another_signature(
     monkeypatch.setattr(compat, "_noticed", set())
     compat.show_model_changes(Item(title="b"), Item(title="a"), ["title"])
     assert "title: 'a' -> 'b'" in capsys.readouterr().out
+
+
+def _reads_in_another_thread(lib: Any) -> bool:
+    """Whether a transaction can be had at all (in a thread of its own, so a held lock shows as a timeout)."""
+    done = threading.Event()
+
+    def read() -> None:
+        with lib.transaction() as tx:
+            tx.query("SELECT 1")
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return done.wait(5)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("where", ["enter", "exit"])
+def test_a_transaction_cut_by_a_signal_is_released(lib: Any, where: str) -> None:
+    """What a KeyboardInterrupt inside beets' Transaction.__enter__ (after its
+    lock is taken) or __exit__ (before it is released) leaves behind: the lock
+    held, so every later transaction waits forever. The engine's undo first
+    clears it (release_interrupted_transaction)."""
+    tx = lib.transaction()
+    tx.__enter__()  # the lock is taken; the signal lands before the ``with`` body begins
+    if where == "exit":
+        with lib._tx_stack() as stack:
+            stack.pop()  # __exit__ got as far as popping the stack
+    assert not _reads_in_another_thread(lib), "beets leaves its lock held (what this guards against)"
+    assert compat.release_interrupted_transaction(lib) is True
+    assert _reads_in_another_thread(lib)
+    assert compat.release_interrupted_transaction(lib) is False, "nothing left the second time"

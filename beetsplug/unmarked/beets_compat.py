@@ -72,6 +72,7 @@ __all__ = [
     "path_format_chooser",
     "plugin_getters_fixed",
     "refresh_library_config",
+    "release_interrupted_transaction",
     "reopen_after_fork",
     "restore_dirty_flags",
     "rollback",
@@ -350,6 +351,32 @@ def rolled_back(lib: Library) -> Iterator[Transaction]:
             yield tx
         finally:
             rollback(tx)
+
+
+def release_interrupted_transaction(lib: Library) -> bool:
+    """After a signal raised in this thread (Ctrl-C, SIGTERM, SIGHUP): clear
+    what an interrupted ``lib.transaction()`` left, so the run's undo can use
+    the library again; True if anything was left.
+
+    beets' ``Transaction.__enter__`` appends itself to the thread's stack and
+    then takes the process-wide ``_db_lock``; ``__exit__`` pops it, commits
+    and releases. Python raises KeyboardInterrupt between any two bytecodes,
+    so a signal inside either leaves the entry or the lock behind, and this
+    thread's next transaction waits for the lock forever (found: a Ctrl-C
+    test's run hung in its undo). Call it only from the main thread of a
+    process in which no other thread uses the library (the ``beet``
+    command's run): there a held lock can only be this thread's. beets
+    2.10-2.14: ``_tx_stack()``, ``_db_lock``, ``_connection()``; no public
+    alternative."""
+    with lib._tx_stack() as stack:
+        left = bool(stack)
+        stack.clear()
+    if lib._db_lock.locked():
+        left = True
+        with suppress(sqlite3.Error):
+            lib._connection().rollback()
+        lib._db_lock.release()
+    return left
 
 
 # --- models from raw rows ---------------------------------------------------

@@ -36,6 +36,7 @@ cannot be undone stays for the next run (repair.py).
 
 from __future__ import annotations
 
+import threading
 from collections import Counter, deque
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -46,10 +47,10 @@ from beets import util
 
 from .art import ArtMover
 from .batch import Batch, Touch, chunks, few
-from .beets_compat import plugin_getters_fixed
+from .beets_compat import plugin_getters_fixed, release_interrupted_transaction
 from .commit import Committer
 from .config import DEFAULTS as CONFIG_DEFAULTS
-from .errors import Cancelled
+from .errors import Cancelled, Terminated
 from .executor import Executor
 from .journal import NoJournal
 from .planner import Planner
@@ -318,6 +319,9 @@ class Engine:
     def _abort(self, exc: BaseException, summary: Summary, sink: Sink) -> None:
         """The run cannot go on: put the uncommitted batch back on disk, say so, stop."""
         batch = self._batch
+        if isinstance(exc, (KeyboardInterrupt, Terminated)) and threading.current_thread() is threading.main_thread():
+            if release_interrupted_transaction(self.lib):  # (the signal landed inside beets' transaction code)
+                self.log.debug("the signal interrupted a library transaction; released it")
         self.executor.stop()  # first: nothing may touch a file while the batch is put back
         if not batch.committed:
             batch.results = batch.known()
