@@ -199,6 +199,7 @@ class Executor:
         tasks = []
         for handed in plans:
             touch, item = handed.touch, handed.touch.item
+            touch.to(HANDED)  # first: from its first intent on, a stop puts it back (it finds out from the file)
             if handed.tags:
                 handed.tags_intent = next(intents)
                 touch.intents.append(handed.tags_intent)
@@ -209,7 +210,6 @@ class Executor:
                 touch.intents.append(handed.move_intent)
                 touch.dest = handed.dest  # maybe moved, until the report says
                 plugins.send("before_item_moved", item=item, source=touch.src, destination=handed.dest)
-            touch.to(HANDED)
             key = next(self._keys)
             self._handed[key] = handed
             tasks.append(FileTask(key, touch.src, handed.tags, handed.dest))
