@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from beetsplug.unmarked.web.validate import MAX_BODY, MAX_DEPTH
 
+from .fuzzing import FUZZ, Library, values
 from .libenv import LibraryEnv
 from .servers import Server
-from .test_fuzz import FUZZ, Library, library, values  # noqa: F401
 
 ROUTES = ["/api/mark", "/api/unmark", "/api/jobs", "/api/process-unmarked", "/api/jobs/1/cancel"]
 

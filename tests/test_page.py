@@ -7,7 +7,6 @@ holds the job (tests/gates.py), never because the job happens to be slow.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from .consistency import consistent
 from .gates import library_write_lock, off_the_library, running_job, store, wait_for, wait_in_flight
@@ -27,29 +26,8 @@ from .sse_client import EventSource
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 XSS_NAME = "<img src=x onerror=window.__xss=1>"
-# The flags a sandboxed machine with a closed network needs (no background
-# connections, no sandbox as root).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert os.path.exists(CHROMIUM), "Debian chromium is required (apt-get install chromium)"
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1000, "height": 760}, locale="en-US")  # "1,234"
-    yield context.new_page()
-    context.close()
 
 
 def open_page(page: Page, server: Server) -> list[str]:

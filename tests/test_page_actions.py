@@ -21,9 +21,10 @@ from .axe import assert_accessible
 from .gates import library_write_lock, wait_in_flight
 from .libenv import LibraryEnv, read_only
 from .servers import Server
-from .test_page import SCREENSHOTS, browser, open_page, page  # noqa: F401  (fixtures)
+from .shared import add_many
+from .test_page import SCREENSHOTS, open_page
 from .test_page_tracks import ROW, checkbox, focused, row, tab_to
-from .test_web_api import add_many, marked_ids
+from .test_web_api import marked_ids
 
 pytestmark = pytest.mark.browser
 

@@ -13,7 +13,7 @@ from .axe import assert_accessible
 from .libenv import LibraryEnv
 from .servers import Server, beet_web, web_settings
 from .shared import add_many
-from .test_page import SCREENSHOTS, XSS_NAME, browser, open_page, page  # noqa: F401  (fixtures)
+from .test_page import SCREENSHOTS, XSS_NAME, open_page
 from .test_web_api import marked_ids
 from .test_web_marking import Snapshot, messy_album
 

@@ -22,8 +22,8 @@ import requests
 from .gates import library_write_lock, store, wait_for
 from .libenv import LibraryEnv
 from .servers import beet_web, gunicorn, web_settings
+from .shared import add_many
 from .sse_client import EventSource
-from .test_web_api import add_many
 
 FOLLOWERS = 12
 ITEMS = 30

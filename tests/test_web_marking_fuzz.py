@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from .test_fuzz import FUZZ, Library, fuzz_headers, header_text, library, queries, values  # noqa: F401
+from .fuzzing import FUZZ, Library, fuzz_headers, header_text, queries, values
 
 ids = st.one_of(
     st.lists(st.one_of(st.integers(-3, 12), st.integers(-(2**70), 2**70), st.booleans(), st.floats(),

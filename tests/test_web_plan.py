@@ -14,7 +14,8 @@ from beetsplug.unmarked.selection import parse_query, select_ids
 
 from .libenv import LibraryEnv, read_only
 from .servers import Server, beet_web, web_settings
-from .test_web_api import add_many, wait_status
+from .shared import add_many
+from .test_web_api import wait_status
 from .test_web_marking import Snapshot
 
 NOTHING_FAILS = {"missing": 0, "unreadable": 0, "not_writable": 0, "destination_taken": 0}

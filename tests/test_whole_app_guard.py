@@ -17,7 +17,7 @@ from beetsplug.unmarked.web.guard import cross_site_reason
 
 from .libenv import LibraryEnv
 from .servers import Server, beet_web, web_settings
-from .test_web_api import add_many
+from .shared import add_many
 
 CROSS_SITE = [
     {"Origin": "http://evil.example"},
