@@ -36,13 +36,13 @@ TRACKS_PER_ALBUM = 11
 
 
 def generate(root: Path, size: int, albums: bool) -> None:
-    """The library: files under ``incoming/`` (albums) or the music dir's ``old/``, every title messy."""
+    """The library: files under the music directory's ``old/``, every title messy."""
     music = root / "music"
     extra = {"import": {"write": False, "autotag": False, "quiet": True}}
     if albums:
         extra["paths"] = {"default": "$albumartist/$album%aunique{}/$track $title"}  # beets' default
     write_config(root, music, extra)
-    where = root / "incoming" if albums else music / "old"
+    where = music / "old"  # inside the music directory: the library stores relative paths, so copies are whole
     for n in range(size):
         album = n // TRACKS_PER_ALBUM
         tags = {"title": f"  Track   {n} ft. Guest", "artist": f"Artist  {album % 40}",
@@ -63,8 +63,12 @@ def fresh(template: Path, scratch: Path) -> Path:
 
 
 def run(beet: str, op: str, template: Path, scratch: Path, count_fsync: bool) -> Measured:
+    """One whole command on a fresh copy; a run that did not do every item is an error, not a number."""
     root = fresh(template, scratch)
-    return run_measured([beet, op], root, count_fsync=count_fsync)
+    measured = run_measured([beet, op], root, count_fsync=count_fsync)
+    if " 0 failed, 0 skipped" not in measured.output or "(completed)" not in measured.output:
+        raise RuntimeError(f"{beet} {op} did not complete every item:\n{measured.output[-2000:]}")
+    return measured
 
 
 def main() -> None:
@@ -73,13 +77,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--albums", action="store_true", help="a library imported as albums")
+    parser.add_argument("--ops", nargs="+", choices=OPS, default=OPS)
     args = parser.parse_args()
     builds = {"old": args.beet, "new": BEET}
     with tempfile.TemporaryDirectory(prefix="paired-") as tmp:
         for size in args.sizes:
             template = Path(tmp) / f"lib{size}"
             generate(template, size, args.albums)
-            for op in OPS:
+            for op in args.ops:
                 times: dict[str, list[Measured]] = {"old": [], "new": []}
                 fsyncs = {name: run(beet, op, template, Path(tmp) / "s", True).fsyncs
                           for name, beet in builds.items()}
