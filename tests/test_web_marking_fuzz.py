@@ -73,4 +73,4 @@ def test_host_headers(library: Library, host: str, path: str) -> None:
         assert json_error or response.status_code == 400, (host, response.status_code)
         assert library.snapshot() == before, "a refused request changed something"
     else:
-        library.settle()
+        library.wait_for_jobs()
