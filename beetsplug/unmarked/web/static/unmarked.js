@@ -406,7 +406,13 @@
     const { status, data } = await api("GET", "api/jobs");
     if (status !== 200) return null;
     const jobs = data.jobs.slice(0, JOBS_SHOWN);
+    // Redrawn rows are new elements: a keyboard user on one keeps their place.
+    const focusedRow = document.activeElement ? document.activeElement.closest("[data-job-row]") : null;
     $("[data-jobs-body]").replaceChildren(...jobs.map(jobRow));
+    if (focusedRow) {
+      const again = $(`[data-job-row][data-job="${focusedRow.dataset.job}"] button`);
+      if (again) again.focus();
+    }
     $("[data-jobs-empty]").hidden = jobs.length > 0;
     return data.jobs;
   }
