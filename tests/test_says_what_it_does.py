@@ -20,6 +20,8 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -124,47 +126,43 @@ def cleanup(child: int) -> None:
         os.kill(child, signal.SIGKILL)
 
 
-def test_ctrl_c_acts_at_once_while_the_helper_is_stopped(env: LibraryEnv) -> None:
+@contextmanager
+def stopped_helper(env: LibraryEnv) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """``stopped_helper_run``; afterwards the helper is gone, the next run
+    finishes the rest and the library is consistent."""
     proc, child = stopped_helper_run(env)
     try:
+        yield proc, child
+    finally:
+        cleanup(child)
+    env.beet("process-unmarked")
+    assert env.beet_ids("unmarked:true") == []
+    consistent(env, env.incoming, env.lib_path)
+
+
+def test_ctrl_c_acts_at_once_while_the_helper_is_stopped(env: LibraryEnv) -> None:
+    with stopped_helper(env) as (proc, child):
         proc.send_signal(signal.SIGINT)
         out, err, took = finish(proc, 10)
         assert proc.returncode == 130, (out, err)
         assert took < 2.5, f"Ctrl-C took {took:.1f} s"
         assert not alive(child), "the stopped helper is ended with the run"
-    finally:
-        cleanup(child)
-    env.beet("process-unmarked")
-    assert env.beet_ids("unmarked:true") == []
-    consistent(env, env.incoming, env.lib_path)
 
 
 def test_a_cancel_acts_while_the_helper_is_stopped(env: LibraryEnv) -> None:
-    proc, child = stopped_helper_run(env)
-    try:
+    with stopped_helper(env) as (proc, _):
         env.beet("unmarked-jobs", "--cancel", "1")
         out, err, took = finish(proc, 10)
         assert store(env).get(1)["status"] == "cancelled", (out, err)
         assert took < 2.5, f"the cancel took {took:.1f} s"
-    finally:
-        cleanup(child)
-    env.beet("process-unmarked")
-    assert env.beet_ids("unmarked:true") == []
-    consistent(env, env.incoming, env.lib_path)
 
 
 def test_a_stopped_helper_ends_the_run_with_its_cause(env: LibraryEnv) -> None:
     """Nobody intervenes: the run notices the stopped helper on its own,
     puts its batch back and names the cause."""
-    proc, child = stopped_helper_run(env)
-    try:
+    with stopped_helper(env) as (proc, _):
         out, err, _ = finish(proc, 30)
         assert proc.returncode == 1, (out, err)
         assert re.search(r"helper process .*stopped", err), err
         assert "was undone on disk" in err and "Traceback" not in err
-    finally:
-        cleanup(child)
-    env.beet("process-unmarked")
-    assert env.beet_ids("unmarked:true") == []
-    consistent(env, env.incoming, env.lib_path)
     assert [p for p in Path(env.temp_path).rglob(".*.tmp")] == []

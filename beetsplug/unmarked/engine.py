@@ -203,10 +203,11 @@ class Engine:
         what happened to an item is not "completed" - it fails, naming them.
         A cancelled run leaves the items it did not reach unmarked (the
         summary's ``current`` stops short of ``total``)."""
-        missing = [item_id for item_id in ids if self._reported[item_id] == 0]
+        # (a cancelled run may leave items unreported; never one reported twice or unselected)
+        missing = [] if summary.status == "cancelled" else [i for i in ids if self._reported[i] == 0]
         twice = sorted(item_id for item_id, count in self._reported.items() if count > 1)
         strays = sorted(set(self._reported) - set(ids))
-        if summary.status == "cancelled" or not (missing or twice or strays):
+        if not (missing or twice or strays):
             return
         problems = []
         if missing:
