@@ -64,6 +64,7 @@ class Touch(Tracker):
     store: bool = False  # the commit stores the item (with ``markers``)
     wrote: bool = False  # the file may hold tags the library does not
     moved: bool = False  # the file is at ``item.path``, no longer at ``src``
+    linked: bool = False  # moved, and ``src`` still names the file too, until after the commit (moves.py)
     intents: list[int] = field(default_factory=list)
 
     def fail(self, error: str) -> None:
@@ -112,7 +113,9 @@ class Batch:
     results: list[ItemResult] = field(default_factory=list)  # what is reported, once every outcome is known
     touches: list[Touch] = field(default_factory=list)
     taken: set[bytes] = field(default_factory=set)  # destinations promised in this batch
+    adopted: set[bytes] = field(default_factory=set)  # of those, already holding the item's file (Planner.place)
     vacated: set[bytes] = field(default_factory=set)  # directories items left
+    placed: set[bytes] = field(default_factory=set)  # directories that got names: synced before the commit
     albums: set[int] = field(default_factory=set)  # albums whose items moved (art follows)
     pending: Wave | None = None  # begun, to finish before the commit
     versions: set[int] = field(default_factory=set)  # the library's data_version at each read of the batch's rows

@@ -53,6 +53,7 @@ from .config import DEFAULTS as CONFIG_DEFAULTS
 from .errors import Cancelled, Terminated
 from .executor import Executor
 from .journal import NoJournal
+from .moves import sync_dirs
 from .planner import Planner
 from .results import ItemResult, Summary, readable
 from .signals import signals_deferred
@@ -267,8 +268,10 @@ class Engine:
             self._ahead = self.waves.look_ahead(ahead)
         self.executor.drain_files()  # every file of the batch reported before its commit
         batch.results = batch.known()
+        sync_dirs(batch.placed)  # the names the commit records survive a power cut it survives
         conflicted = self.committer.commit(batch, albums)
         done = [touch for touch in batch.touches if touch not in conflicted]
+        self.executor.release(done)  # the moved files' source names, now that the library has the new ones
         self.journal.forget([intent for touch in done for intent in touch.intents])
         for touch in done:
             touch.intents = []

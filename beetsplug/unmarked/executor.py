@@ -30,6 +30,7 @@ from .batch import Handed, ItemError, Touch
 from .beets_compat import listens, set_field
 from .errors import ClaimLost, RunAborted
 from .journal import ITEM, tags_entry
+from .moves import Leftovers, release, sync_dirs
 from .results import readable
 from .signals import signals_deferred
 from .states import HANDED, UNTRIED
@@ -68,6 +69,7 @@ class Executor:
         self._keys = itertools.count()
         self._found: deque[list[Any]] = deque()  # the helper's destinations, not yet taken by their wave
         self._made: set[bytes] = set()  # directories this run has made or found (until the next prune)
+        self._leftovers = Leftovers()
 
     # --- the worker ---------------------------------------------------------------
 
@@ -212,7 +214,7 @@ class Executor:
                 plugins.send("before_item_moved", item=item, source=touch.src, destination=handed.dest)
             key = next(self._keys)
             self._handed[key] = handed
-            tasks.append(FileTask(key, touch.src, handed.tags, handed.dest))
+            tasks.append(FileTask(key, touch.src, handed.tags, handed.dest, adopt=handed.dest in batch.adopted))
         self._worker.send_files(tasks)
 
     def _plan(self, touch: Touch, batch: Batch, found: dict[int, bytes | ItemError]) -> Handed | None:
@@ -224,7 +226,8 @@ class Executor:
                 raise known
             dest = self.planner.place(touch, batch, known) if self.op.rename else None
             if dest is not None:
-                self._make_dirs(dest)
+                self._make_dirs(dest, batch)
+                self._leftovers.clear(dest)
         except (RunAborted, sqlite3.Error):
             raise
         except Exception as exc:
@@ -266,9 +269,10 @@ class Executor:
         touch, item, intent = handed.touch, handed.touch.item, handed.move_intent
         assert handed.dest is not None
         assert intent is not None
-        if done.where == "dst":
+        if done.where in ("dst", "both"):
             set_field(item, "path", handed.dest)
-            touch.moved = True
+            touch.moved, touch.linked = True, done.where == "both"
+            handed.batch.placed.add(os.path.dirname(handed.dest))
             vacate(handed.batch, item, touch.src)
             plugins.send("item_moved", item=item, source=touch.src, destination=handed.dest)
         elif done.where == "src":
@@ -278,12 +282,29 @@ class Executor:
         else:  # unsure: left in the journal for the next run's repair
             touch.intents.remove(intent)
 
-    def _make_dirs(self, dest: bytes) -> None:
+    def _make_dirs(self, dest: bytes, batch: Batch) -> None:
+        """The destination's directory, made if missing; the parents of those
+        made are synced with the batch (``placed``), so they survive a power
+        cut the commit survives."""
         directory = os.path.dirname(dest)
         if directory not in self._made:
-            if not os.path.isdir(util.syspath(directory)):  # (there, so are its parents: nothing to make)
+            missing = []
+            while not os.path.isdir(util.syspath(directory)):  # (there, so are its parents: nothing to make)
+                missing.append(directory)
+                directory = os.path.dirname(directory)
+            if missing:
                 util.mkdirall(dest)
-            self._made.add(directory)
+                batch.placed.update(os.path.dirname(made) for made in missing)
+            self._made.add(os.path.dirname(dest))
+
+    def release(self, touches: Sequence[Touch]) -> None:
+        """After the commit: the committed items' source names go (moves.py),
+        and their directories are synced before the journal forgets the moves."""
+        left = [touch for touch in touches if touch.linked]
+        for touch in left:
+            release(touch.item.path, touch.src)
+            touch.linked = False
+        sync_dirs(os.path.dirname(touch.src) for touch in left)
 
     def pruned(self) -> None:
         """Directories were pruned: any this run made may be gone."""
