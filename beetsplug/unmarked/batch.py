@@ -66,6 +66,7 @@ class Touch(Tracker):
     moved: bool = False  # the file is at ``item.path``, no longer at ``src``
     linked: bool = False  # moved, and ``src`` still names the file too, until after the commit (moves.py)
     intents: list[int] = field(default_factory=list)
+    move_intent: int | None = None  # of those, its move's (kept until the old name is gone when ``linked``)
 
     def fail(self, error: str) -> None:
         """One item's trouble never stops the run: it is reported, unmarked;

@@ -59,9 +59,11 @@ class Executor:
     """The run's worker and the file work handed to it (construct per run)."""
 
     def __init__(self, lib: Library, op: Operation, planner: Planner, journal: Journal | NoJournal, *,
-                 guard: Callable[[], None], log: BeetsLogger, claim: LibraryLock | None, id3v23: bool) -> None:
+                 guard: Callable[[], None], log: BeetsLogger, claim: LibraryLock | None, id3v23: bool,
+                 clutter: Sequence[str] = ()) -> None:
         self.lib, self.op, self.planner, self.journal = lib, op, planner, journal
-        self.guard, self.log, self.claim, self.id3v23 = guard, log, claim, id3v23
+        self.guard, self.log, self.claim, self.id3v23, self.clutter = guard, log, claim, id3v23, clutter
+        planner.free = self.free  # a destination that is an old name this run holds is freed, not renamed around
         self.cancelled: Callable[[], bool] = lambda: False  # the run's cancel flag: asked while a wait is long
         self.helper: helpers.Helper | None = None  # the helper process, if the run has one (its worker)
         self._worker: Worker | None = None
@@ -70,6 +72,7 @@ class Executor:
         self._found: deque[list[Any]] = deque()  # the helper's destinations, not yet taken by their wave
         self._made: set[bytes] = set()  # directories this run has made or found (until the next prune)
         self._leftovers = Leftovers()
+        self._releases: dict[bytes, tuple[bytes, int]] = {}  # old name -> (new path, move intent): ``committed``
 
     # --- the worker ---------------------------------------------------------------
 
@@ -272,6 +275,7 @@ class Executor:
         if done.where in ("dst", "both"):
             set_field(item, "path", handed.dest)
             touch.moved, touch.linked = True, done.where == "both"
+            touch.move_intent = intent
             handed.batch.placed.add(os.path.dirname(handed.dest))
             vacate(handed.batch, item, touch.src)
             plugins.send("item_moved", item=item, source=touch.src, destination=handed.dest)
@@ -297,17 +301,46 @@ class Executor:
                 batch.placed.update(os.path.dirname(made) for made in missing)
             self._made.add(os.path.dirname(dest))
 
-    def release(self, touches: Sequence[Touch]) -> None:
-        """After the commit: the committed items' source names go (moves.py),
-        and their directories are synced before the journal forgets the moves."""
-        left = [touch for touch in touches if touch.linked]
-        for touch in left:
-            release(touch.item.path, touch.src)
-            touch.linked = False
-        sync_dirs(os.path.dirname(touch.src) for touch in left)
-
     def pruned(self) -> None:
         """Directories were pruned: any this run made may be gone."""
+        self._made.clear()
+
+    # --- the old names of moved files (moves.py) --------------------------------------
+
+    def committed(self, touches: Sequence[Touch]) -> None:
+        """The library has these items' new paths: their old names are removed
+        at the end of the run (``release_all``), not now. A `beet update`
+        running beside the job read the library before this commit; until
+        the run ends, the paths it read still exist, so it deletes nothing.
+        The move's intent stays in the journal until the name is gone."""
+        for touch in touches:
+            if touch.linked and touch.move_intent is not None:
+                self._releases[touch.src] = (touch.item.path, touch.move_intent)
+                touch.intents.remove(touch.move_intent)
+                touch.linked, touch.move_intent = False, None
+
+    def free(self, path: bytes) -> bool:
+        """``path`` is the old name of an item this run moved: remove it now
+        (another item's destination); whether it was one."""
+        held = self._releases.pop(path, None)
+        if held is None:
+            return False
+        release(held[0], path)
+        sync_dirs([os.path.dirname(path)])
+        self.journal.forget([held[1]])
+        return True
+
+    def release_all(self) -> None:
+        """Remove the old names of every file the run moved (see ``committed``);
+        their directories are synced, then the journal forgets the moves and
+        the emptied directories are pruned."""
+        held, self._releases = self._releases, {}
+        for old, (new, _) in held.items():
+            release(new, old)
+        sync_dirs(os.path.dirname(old) for old in held)
+        self.journal.forget([intent for _, intent in held.values()])
+        for directory in {os.path.dirname(old) for old in held}:
+            util.prune_dirs(directory, self.lib.directory, clutter=self.clutter)
         self._made.clear()
 
 

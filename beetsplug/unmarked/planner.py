@@ -63,6 +63,7 @@ class Planner:
         self.markers = op.markers
         self.unreported: dict[int, float] = {}  # resuming: items the stopped run marked (and when), unreported
         self._chooser: Callable[[Item], bytes] | None = None  # path formats, parsed once (in the run)
+        self.free: Callable[[bytes], bool] = lambda path: False  # removes an old name the run holds (executor)
         self._media_fields = media_fields()
         # Only the changed fields are written, unless a plugin edits the tags
         # beets passes with its ``write`` event (zero, scrub, ...): then every field.
@@ -169,7 +170,7 @@ class Planner:
         # exists, so one stat answers the usual case: free, and not the file.
         if dest == touch.src:
             return None
-        if os.path.exists(util.syspath(dest)):
+        if os.path.exists(util.syspath(dest)) and not self.free(dest):
             if util.samefile(dest, touch.src) and not second_name(touch.src, dest):
                 return None
             if second_name(touch.src, dest) or self._own_copy(touch.src, dest):
