@@ -23,6 +23,8 @@ from . import stored
 from .batch import ItemError, Touch, describe
 from .beets_compat import listens, media_fields, path_format_chooser
 from .errors import RunAborted
+from .layout import LAYOUT, fingerprint
+from .markers import holds
 from .operations import RENAMED
 from .results import ItemResult, readable
 
@@ -59,6 +61,9 @@ class Planner:
                  log: BeetsLogger) -> None:
         self.lib, self.op, self.rules, self.force, self.pretend, self.log = lib, op, rules, force, pretend, log
         self.markers = op.markers
+        # The path configuration this run works under: its ``renamed`` markers
+        # carry it, and a marker made under another one does not count as done.
+        self.layout = fingerprint()
         self.unreported: dict[int, float] = {}  # resuming: items the stopped run marked (and when), unreported
         self._chooser: Callable[[Item], bytes] | None = None  # path formats, parsed once (in the run)
         self._media_fields = media_fields()
@@ -91,7 +96,7 @@ class Planner:
         file = readable(path)
         if item_id in self.unreported and stored.marked_at(raw[2], self.markers, self.unreported[item_id]):
             return ItemResult(item_id, file, file)  # done by the run this one resumes: recorded, never reported
-        if not self.force and all(marker in raw[2] for marker in self.markers):  # as ``unmarked:`` selects
+        if not self.force and all(holds(raw[2], marker, self.layout) for marker in self.markers):  # as ``unmarked:``
             return ItemResult(item_id, file, file, skipped=True, error="already done by another run")
         touch = Touch(item_id, item, raw, path, file, before=item.copy() if self.pretend else None)
         if not self.pretend:
@@ -190,8 +195,10 @@ class Planner:
         change the fields the path format uses; an item it leaves in place
         whose destination changed loses ``renamed`` (cleared, in the same
         commit, not moved: normalize stays a tags-only operation, and the
-        next rename-unmarked moves it). Returns whether it was cleared."""
+        next rename-unmarked moves it), with its fingerprint. Returns whether it was cleared."""
         if item.get(RENAMED, with_album=False) is None or util.samefile(self.destination(item), item.path):
             return False
         del item[RENAMED]
+        if item.get(LAYOUT, with_album=False) is not None:
+            del item[LAYOUT]
         return True
