@@ -20,9 +20,15 @@ import pytest
 from beets.library import Item
 
 from beetsplug.unmarked.beets_compat import bind_music_dir
+from beetsplug.unmarked.journal import UNREPORTED, pending
 
 from .consistency import consistent
+from .gates import in_flight, library_write_lock, store, store_write_lock, wait_for
 from .libenv import LibraryEnv
+from .servers import beet_web, web_settings
+from .shared import add_many
+from .sse_client import EventSource
+from .test_web_api import wait_status
 
 EXTS = ["flac", "ogg", "mp3"]
 LAYOUT = "renamed_layout"
@@ -206,3 +212,68 @@ def test_normalize_that_changes_a_destination_clears_the_fingerprint_with_the_ma
     env.beet("rename-unmarked")
     item: Item = next(iter(env.lib.items()))
     assert item.path == item.destination() and Path(os.fsdecode(item.path)).exists()
+
+
+# --- a web job resumed after the server restarted with other paths ---------------------------------
+
+
+def wait_for_marked(env: LibraryEnv, count: int) -> None:
+    wait_for(lambda: len(marker_rows(env, "renamed")) >= count, f"{count} items marked")
+
+
+@pytest.mark.parametrize("reported", [True, False], ids=["first-batch-reported", "first-batch-unreported"])
+def test_a_web_job_resumed_under_other_paths_ends_failed_saying_why(env: LibraryEnv, reported: bool) -> None:
+    """`beet web` killed after its job's first commit, restarted with new
+    ``paths:``: the job does not finish with two layouts and say "completed".
+    It ends failed, naming the change and the command to run; what its first
+    part did is in its record; the next rename moves every item to the new
+    layout, those the first part moved included."""
+    web_settings(env)
+    env.configure(paths=PATHS, unmarked={"batch_size": 10})
+    ids = add_many(env, 30)
+    server = beet_web(env)
+    gate, held = library_write_lock(env).acquire(), store_write_lock(env)
+    try:  # the job holds at its first batch's commit, its items noted as committed-but-unreported
+        job = server.post("/api/jobs", json={"op": "rename"}).json()["job"]
+        wait_for(lambda: len(pending(store(env), kinds=[UNREPORTED])) == 10, "the first batch at its commit")
+        held.acquire()  # the first commit goes through; the job then waits to report it
+        gate.release()
+        wait_for_marked(env, 10)
+        if reported:  # hold the second batch at its commit instead, once the first is reported
+            gate.acquire()
+            held.release()
+            wait_for(lambda: store(env).get(job)["current"] == 10 and in_flight(env, job) > 0,
+                     "the first batch reported, the second under way")
+        server.kill()
+        server.stop()
+    finally:
+        held.release()
+        gate.release()
+    assert sorted(marker_rows(env, "renamed")) == ids[:10]
+    first_part = {item.id: item.path for item in env.lib.items() if item.id in ids[:10]}
+
+    env.configure(paths={"default": "New/$artist/$title", "singleton": "New/$artist/$title"})
+    restarted = beet_web(env)
+    try:
+        summary = wait_status(restarted, job, {"completed", "failed", "cancelled", "interrupted"})
+        events = list(EventSource(restarted.url(f"/api/jobs/{job}/events")).events())
+    finally:
+        restarted.stop()
+    assert summary["status"] == "failed", summary
+    assert "path configuration changed" in summary["error"] and "paths" in summary["error"]
+    assert "beet rename-unmarked" in summary["error"]
+    assert summary["succeeded"] == summary["current"] == 10 and summary["failed"] == 0
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    items = [e.data["item_id"] for e in events if e.type == "item"]
+    assert sorted(items) == ids[:10], "each item the first part committed reported once, and no other"
+    assert events[-1].type == "done" and events[-1].data["status"] == "failed"
+    assert {item.id: item.path for item in env.lib.items() if item.id in ids[:10]} == first_part
+    assert sorted(marker_rows(env, "renamed")) == ids[:10], "nothing more was marked after the restart"
+    assert "path configuration changed" in restarted.log()
+
+    # Nothing claims to be where it is not: the first part's markers are stale, and the next rename moves all.
+    assert env.beet_ids("unmarked:rename") == sorted(ids)
+    result = env.beet("rename-unmarked")
+    assert "30 succeeded, 0 failed" in result.stdout
+    assert all(item.path == item.destination() and b"/New/" in item.path for item in env.lib.items())
+    consistent(env, env.incoming, env.lib_path)
