@@ -19,12 +19,10 @@ from typing import TYPE_CHECKING, Any
 from beets import util
 from beets.library import Item
 
-from . import stored
+from . import layout, markers, stored
 from .batch import ItemError, Touch, describe
 from .beets_compat import listens, media_fields, path_format_chooser
 from .errors import RunAborted
-from .layout import LAYOUT, fingerprint
-from .markers import holds
 from .operations import RENAMED
 from .results import ItemResult, readable
 
@@ -61,15 +59,15 @@ class Planner:
                  log: BeetsLogger) -> None:
         self.lib, self.op, self.rules, self.force, self.pretend, self.log = lib, op, rules, force, pretend, log
         self.markers = op.markers
-        # The path configuration this run works under: its ``renamed`` markers
-        # carry it, and a marker made under another one does not count as done.
-        self.layout = fingerprint()
         self.unreported: dict[int, float] = {}  # resuming: items the stopped run marked (and when), unreported
         self._chooser: Callable[[Item], bytes] | None = None  # path formats, parsed once (in the run)
         self._media_fields = media_fields()
         # Only the changed fields are written, unless a plugin edits the tags
         # beets passes with its ``write`` event (zero, scrub, ...): then every field.
         self._whole_writes = listens("write")
+        # The path configuration this run works under: its ``renamed`` markers
+        # carry it, and a marker made under another one does not count as done.
+        self.layout = layout.fingerprint()
 
     # --- reading --------------------------------------------------------------
 
@@ -96,7 +94,8 @@ class Planner:
         file = readable(path)
         if item_id in self.unreported and stored.marked_at(raw[2], self.markers, self.unreported[item_id]):
             return ItemResult(item_id, file, file)  # done by the run this one resumes: recorded, never reported
-        if not self.force and all(holds(raw[2], marker, self.layout) for marker in self.markers):  # as ``unmarked:``
+        done = all(markers.holds(raw[2], marker, self.layout) for marker in self.markers)  # as ``unmarked:`` selects
+        if done and not self.force:
             return ItemResult(item_id, file, file, skipped=True, error="already done by another run")
         touch = Touch(item_id, item, raw, path, file, before=item.copy() if self.pretend else None)
         if not self.pretend:
@@ -199,6 +198,6 @@ class Planner:
         if item.get(RENAMED, with_album=False) is None or util.samefile(self.destination(item), item.path):
             return False
         del item[RENAMED]
-        if item.get(LAYOUT, with_album=False) is not None:
-            del item[LAYOUT]
+        if item.get(layout.LAYOUT, with_album=False) is not None:
+            del item[layout.LAYOUT]
         return True
