@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from beets.library import Item
 
+from beetsplug.unmarked import layout
 from beetsplug.unmarked.beets_compat import bind_music_dir
 from beetsplug.unmarked.journal import UNREPORTED, pending
 
@@ -277,3 +278,18 @@ def test_a_web_job_resumed_under_other_paths_ends_failed_saying_why(env: Library
     assert "30 succeeded, 0 failed" in result.stdout
     assert all(item.path == item.destination() and b"/New/" in item.path for item in env.lib.items())
     consistent(env, env.incoming, env.lib_path)
+
+
+@pytest.mark.fast
+def test_the_fingerprint_follows_what_moves_files_and_nothing_else(env: LibraryEnv) -> None:
+    before = layout.snapshot()
+    env.configure(unmarked={"batch_size": 7}, web={"host": "127.0.0.2"}, art_filename="folder")
+    assert layout.snapshot() == before, "settings that move no item's file are not in it"
+    for setting, value in [("paths", {"default": "$title", **{k: v for k, v in PATHS.items() if k != "default"}}),
+                           ("replace", {"x": "y"}), ("asciify_paths", True), ("path_sep_replace", "-"),
+                           ("max_filename_length", 40), ("directory", str(env.temp_path / "elsewhere"))]:
+        env.configure(**{setting: value})
+        now = layout.snapshot()
+        assert layout.changed(before, now) == [setting]
+        assert layout.fingerprint(now) != layout.fingerprint(before) == layout.fingerprint(before)
+        before = now
