@@ -139,7 +139,6 @@ class Job:
         finally:
             self.close()
 
-
     def end_under_changed_layout(self, sinks: Sequence[Sink] = ()) -> Summary:
         """An adopted job whose path configuration changed since it started:
         it ends ``failed``, saying what changed and what to run; no file is touched.
@@ -162,9 +161,10 @@ class Job:
         summary.status = "failed"
         summary.error = (
             f"the path configuration changed since this job started ({', '.join(self.layout_changed)}): "
-            f"{summary.succeeded} of its {summary.total} items were done under the old one, the rest not at all, "
-            f"and nothing more was done; start a new {self.op.name} job (or run `beet {self.op.command}`): "
-            "it moves every item to where the configuration now in force puts it, those this job moved too")
+            f"{summary.current} of its {summary.total} items were reached under the old one "
+            f"({summary.succeeded} done), and nothing more was done; start a new {self.op.name} job "
+            f"(or run `beet {self.op.command}`): it moves every item to where the configuration now in force "
+            "puts it, those this job moved included")
         self.log.warning("web job {}: {}", self.id, summary.error)
         sink.done(summary)
         self.close()
