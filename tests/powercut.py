@@ -45,6 +45,7 @@ call, as at a power cut. It says so on a pipe (``Mount.wait_cut``); the test
 SIGKILLs the process under test, then lets the file system go
 (``Mount.finish_cut``): every request from then on fails with EIO, the
 backing directory becomes the durable state, and the file system unmounts.
+``Mount.cut_now`` cuts at once (e.g. just after a program returned).
 The killed process never runs another instruction (a SIGKILL pending on
 return from a system call). Then mount again and run the recovery.
 """
@@ -65,6 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+CUT_NOW = "/.power-cut-now"  # a mkdir of this name is the test's own cut, not a request
 KINDS = ("create", "mkdir", "symlink", "link", "unlink", "rmdir", "rename", "write", "truncate",
          "fsync", "fsyncdir")
 
@@ -151,7 +153,7 @@ def serve(backing: str, mountpoint: str, cut: list[Any] | None, reached_fd: int,
         durable.materialize(new)
     else:
         live.rename(new)
-    (work / "counts.json").write_text(json.dumps(ops.counts))
+    (work / "counts.json").write_text(json.dumps({**ops.counts, "matched": ops.matched}))
     shutil.rmtree(backing)
     new.rename(backing)
     shutil.move(str(work / "counts.json"), str(Path(backing).parent / f".{Path(backing).name}.counts.json"))
@@ -254,6 +256,10 @@ class PowerCutFS:
         return 0
 
     def mkdir(self, path: str, mode: int) -> int:
+        if path == CUT_NOW:  # the test cuts the power itself (Mount.cut_now)
+            self.was_cut = True
+            self.fuse.fuse_exit()
+            raise self.fuse.FuseOSError(errno.EIO)
         self._do("mkdir", path, lambda: os.mkdir(self._real(path), mode))
         return 0
 
@@ -425,8 +431,19 @@ class Mount:
         victim.wait()
         self._stop()
 
+    def cut_now(self) -> None:
+        """Cut the power now (no process may be left working on the mount)."""
+        try:
+            os.mkdir(self.mountpoint / CUT_NOW[1:])
+        except OSError as exc:
+            assert exc.errno == errno.EIO, exc
+        else:
+            raise AssertionError("the file system took the cut for a mkdir")
+        self._stop()
+
     def counts(self) -> dict[str, int]:
-        """Requests served per kind in the last mount (after it ended)."""
+        """Requests served per kind in the last mount (after it ended); ``matched``:
+        those that counted towards the cut."""
         counted = self.backing.parent / f".{self.backing.name}.counts.json"
         return dict(json.loads(counted.read_text()))
 

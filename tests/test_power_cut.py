@@ -1,0 +1,225 @@
+"""Power cuts in the middle of real runs: no file empty or lost, the library consistent.
+
+The music directory, the library and its job store live on the power-cut file
+system (tests/powercut.py); a cross-device move has its source on the real
+disk outside it. Each scenario first runs once uncut, to count the requests
+of each kind the run makes, then, from the same starting state, cuts the
+power after the 1st, the middle and the last of them, for each kind it aims
+at (a rename, a data sync, a write to the job store's log ...), and once
+just after the run returned. After each
+cut: mount again, run the same command again (the recovery), and check what
+a user would: every item's file exists and decodes to its samples, no file
+twice, no leftover copy, the library consistent (tests/consistency.py).
+
+Tracks are real FLAC, OGG Vorbis and MP3 (tests/fulltracks.py), tagged with
+no padding and with titles that grow under normalization, so every tag write
+takes the copy route.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from beets.library import Item, Library
+
+from .consistency import problems
+from .fulltracks import EXTS, SampleCheck, full_track
+from .libenv import BEET, LibraryEnv
+from .powercut import Mount
+from .shared import beet_env
+
+ITEMS = 6
+SECONDS = 2
+MOVE_PATH = ("the move path of issue 18: the destination made durable (link, or fsync'd copy, and a directory "
+             "fsync) before the commit, the source removed after it")
+TAG_WRITE = ("the tag write of issue 18 (branch tagid): the copy's directory entry made durable "
+             "(a directory fsync after the replace) before the commit")
+
+
+class Disk:
+    """The music directory and the databases on the power-cut file system,
+    the source directory of cross-device moves on the real disk; a snapshot
+    of both to start every trial from."""
+
+    def __init__(self, env: LibraryEnv) -> None:
+        self.env = env
+        self.backing = env.temp_path / "disk"
+        self.mnt = env.temp_path / "mnt"
+        self.music = self.mnt / "music"
+        self.outside = env.temp_path / "outside"
+        self.pristine = env.temp_path / "pristine"
+
+    @contextmanager
+    def mounted(self, cut: tuple[str, int, str] | None = None) -> Iterator[Mount]:
+        with Mount(self.backing, self.mnt, cut) as mount:
+            yield mount
+
+    def snapshot(self) -> None:
+        self.pristine.mkdir()
+        for path in (self.backing, self.outside):
+            subprocess.run(["cp", "-a", str(path), str(self.pristine / path.name)], check=True)
+
+    def restore(self) -> None:
+        for path in (self.backing, self.outside):
+            shutil.rmtree(path)
+            subprocess.run(["cp", "-a", str(self.pristine / path.name), str(path)], check=True)
+
+    @contextmanager
+    def at_rest(self) -> Iterator[None]:
+        """The backing directory at the mount point (a bind mount): the disk
+        as it is after the run, read with no file system process in between."""
+        subprocess.run(["mount", "--bind", str(self.backing), str(self.mnt)], check=True)
+        try:
+            yield
+        finally:
+            self.env.lib._close()
+            subprocess.run(["umount", "-l", str(self.mnt)], check=True)
+
+
+@pytest.fixture
+def disk(env: LibraryEnv) -> Iterator[Disk]:
+    disk = Disk(env)
+    disk.outside.mkdir()
+    yield disk
+    subprocess.run(["umount", "-l", str(disk.mnt)], check=False, capture_output=True)  # after a failure
+
+
+def populate(disk: Disk, where: Path, **unmarked: object) -> None:
+    """``ITEMS`` tracks at ``where`` in a library on the file system."""
+    env = disk.env
+    with disk.mounted():
+        env.lib = Library(str(disk.mnt / "library.db"), str(disk.music))
+        env.configure(library=str(disk.mnt / "library.db"), directory=str(disk.music),
+                      unmarked={"feat_format": "featuring", **unmarked})
+        for n in range(ITEMS):
+            tags = {"title": f"Track {n} ft Guest {n}", "artist": "Main Artist", "album": "Noise"}
+            path = full_track(where / f"{n:02d}.{EXTS[n % len(EXTS)]}", tags, padding=0, seconds=SECONDS)
+            env.lib.add(Item.from_path(str(path)))
+        env.lib._close()
+    disk.snapshot()
+
+
+def damage(disk: Disk, check: SampleCheck) -> list[str]:
+    """What is wrong on the disk at rest, in words (empty: nothing)."""
+    env = disk.env
+    found = [f"{kind}: {cases[:4]}" for kind, cases in problems(env, disk.music, disk.outside).items() if cases]
+    items = list(env.lib.items())
+    if len(items) != ITEMS:
+        found.append(f"{ITEMS - len(items)} library entries lost")
+    paths = [Path(item.path.decode()) for item in items if Path(item.path.decode()).exists()]
+    found += [f"does not decode to its samples: {p.name} ({p.stat().st_size} bytes)" for p in check.damaged(paths)]
+    hidden = [p.name for root in (disk.music, disk.outside) for p in root.rglob(".*")]
+    if hidden:
+        found.append(f"leftover hidden files: {hidden}")
+    return found
+
+
+@dataclass
+class Scenario:
+    op: str
+    aims: list[tuple[str, str]]  # (kind, fnmatch pattern of the path) to count and cut at
+
+
+def start(disk: Disk, op: str) -> subprocess.Popen[bytes]:
+    """A real ``beet OP``, its output in a file (a pipe nobody reads could stop it)."""
+    with open(disk.env.temp_path / "run.log", "ab") as log:
+        return subprocess.Popen([BEET, op], env=beet_env(disk.env), stdout=log, stderr=subprocess.STDOUT)
+
+
+def count_of(disk: Disk, op: str, kind: str, pattern: str, check: SampleCheck) -> int:
+    """How many requests of ``kind`` on paths matching ``pattern`` a whole
+    run makes; the run, uncut, must leave everything right."""
+    disk.restore()
+    with disk.mounted((kind, 10**9, pattern)) as mount:  # a cut point never reached: it only counts
+        proc = start(disk, op)
+        assert not mount.wait_cut(proc)
+    assert proc.returncode == 0, (disk.env.temp_path / "run.log").read_text()[-2000:]
+    with disk.at_rest():
+        assert damage(disk, check) == [], "the uncut run must leave everything right"
+    return mount.counts()["matched"]
+
+
+def cut_points(count: int) -> list[int]:
+    """The first, the middle and the last (none of a kind the run never makes)."""
+    return sorted({1, (count + 1) // 2, count}) if count else []
+
+
+def cut_trial(disk: Disk, op: str, cut: tuple[str, int, str] | None, check: SampleCheck) -> list[str]:
+    """One cut (``None``: just after the run returned) and the recovery run
+    after it; what is wrong then."""
+    disk.restore()
+    with disk.mounted(cut) as mount:
+        proc = start(disk, op)
+        if cut is None:
+            assert proc.wait() == 0, (disk.env.temp_path / "run.log").read_text()[-2000:]
+            mount.cut_now()
+        else:
+            assert mount.wait_cut(proc), f"{cut}: the run ended before the cut"
+            mount.finish_cut(proc)
+    with disk.mounted():
+        again = disk.env.beet(op, check=False)
+    found = [] if again.returncode == 0 else [(f"the run after the cut exited {again.returncode}: "
+                                               f"{again.stderr.strip()[-300:]}")]
+    with disk.at_rest():
+        found += damage(disk, check)
+    return found
+
+
+def run_cuts(disk: Disk, scenario: Scenario) -> None:
+    check = SampleCheck(SECONDS)
+    failures, trials = [], 0
+    for kind, pattern in scenario.aims:
+        count = count_of(disk, scenario.op, kind, pattern, check)
+        for n in cut_points(count):
+            trials += 1
+            print(f"cut after {kind} #{n} of {count} on {pattern}")
+            for problem in cut_trial(disk, scenario.op, (kind, n, pattern), check):
+                failures.append(f"cut after {kind} #{n} of {count} on {pattern}: {problem}")
+    trials += 1
+    print("cut just after the run returned")
+    for problem in cut_trial(disk, scenario.op, None, check):
+        failures.append(f"cut just after the run returned: {problem}")
+    print(f"{scenario.op}: {trials} cuts, {ITEMS} items each")
+    assert trials >= 3, f"too few cut points: the run made hardly any of {scenario.aims}"
+    assert failures == [], "\n".join(failures)
+
+
+MUSIC = "/music/*"
+STORE_LOG = "/library.db-unmarked.db-wal"
+LIBRARY_SYNC = ("fsync", "/library.db")  # beets' commits (rollback journal, synchronous=FULL)
+
+
+@pytest.mark.xfail(strict=True, reason=f"needs {MOVE_PATH}")
+def test_a_cut_during_a_rename_run_loses_nothing(disk):
+    populate(disk, disk.music / "pool")
+    run_cuts(disk, Scenario("rename-unmarked", [("rename", MUSIC), ("link", MUSIC), ("unlink", MUSIC), LIBRARY_SYNC]))
+
+
+@pytest.mark.xfail(strict=True, reason=f"needs {MOVE_PATH}")
+def test_a_cut_during_a_cross_device_move_loses_nothing(disk):
+    populate(disk, disk.outside)
+    run_cuts(disk, Scenario("rename-unmarked", [("create", MUSIC), ("fsync", MUSIC), ("rename", MUSIC), LIBRARY_SYNC]))
+
+
+@pytest.mark.xfail(strict=True, reason=f"needs {TAG_WRITE}")
+def test_a_cut_during_a_copy_route_tag_write_loses_nothing(disk):
+    populate(disk, disk.music / "pool")
+    run_cuts(disk, Scenario("normalize-unmarked", [("fsync", MUSIC), ("rename", MUSIC), LIBRARY_SYNC]))
+
+
+@pytest.mark.xfail(strict=True, reason=f"needs {MOVE_PATH}")
+def test_a_cut_after_a_journal_commit_loses_nothing(disk):
+    populate(disk, disk.music / "pool")
+    run_cuts(disk, Scenario("process-unmarked", [("write", STORE_LOG)]))
+
+
+@pytest.mark.xfail(strict=True, reason=f"needs {MOVE_PATH}")
+def test_a_cut_around_a_batch_commit_loses_nothing(disk):
+    populate(disk, disk.music / "pool", batch_size=2, batch_seconds=60)
+    run_cuts(disk, Scenario("process-unmarked", [LIBRARY_SYNC, ("fsyncdir", "/")]))
