@@ -39,7 +39,7 @@ and nothing else.
 Counting and the cut: the file system counts the requests it serves by kind
 (``KINDS``; a large write() may arrive as several requests of up to 128 KiB).
 Mounted with ``cut=(kind, n, pattern)``, it serves the n-th request of that
-kind whose path matches the fnmatch ``pattern`` (durably, if it is a sync),
+kind (or of those kinds: "rename,link") whose path matches the fnmatch ``pattern`` (durably, if it is a sync),
 then holds that request unanswered: the caller is frozen inside its system
 call, as at a power cut. It says so on a pipe (``Mount.wait_cut``); the test
 SIGKILLs the process under test, then lets the file system go
@@ -202,7 +202,7 @@ class PowerCutFS:
 
     def _after(self, kind: str, path: str | None) -> None:
         """After a request took effect: is this the cut?"""
-        if self.cut is None or kind != self.cut[0] or not fnmatch.fnmatch(path or "", self.cut[2]):
+        if self.cut is None or kind not in self.cut[0].split(",") or not fnmatch.fnmatch(path or "", self.cut[2]):
             return
         self.matched += 1
         if self.matched < self.cut[1]:
@@ -386,7 +386,7 @@ class Mount:
     directory to be written."""
 
     def __init__(self, backing: Path, mountpoint: Path, cut: tuple[str, int, str] | None = None) -> None:
-        assert cut is None or cut[0] in KINDS, cut
+        assert cut is None or set(cut[0].split(",")) <= set(KINDS), cut
         self.backing, self.mountpoint, self.cut = backing, mountpoint, cut
         self.proc: subprocess.Popen[bytes] | None = None
         self.cut_at = ""  # the request the cut came after

@@ -28,6 +28,9 @@ from pathlib import Path
 import pytest
 from beets.library import Item, Library
 
+from beetsplug.unmarked.jobs import JobStore, store_path
+from beetsplug.unmarked.journal import ITEM, pending
+
 from .consistency import problems
 from .fulltracks import EXTS, SampleCheck, full_track
 from .libenv import BEET, LibraryEnv
@@ -90,12 +93,14 @@ def disk(env: LibraryEnv) -> Iterator[Disk]:
     subprocess.run(["umount", "-l", str(disk.mnt)], check=False, capture_output=True)  # after a failure
 
 
-def populate(disk: Disk, where: Path, **unmarked: object) -> None:
-    """``ITEMS`` tracks at ``where`` in a library on the file system."""
+def populate(disk: Disk, where: Path, directory: Path | None = None, **unmarked: object) -> None:
+    """``ITEMS`` tracks at ``where`` in a library on the file system (its
+    music directory too, unless ``directory`` says otherwise)."""
     env = disk.env
+    directory = directory or disk.music
     with disk.mounted():
-        env.lib = Library(str(disk.mnt / "library.db"), str(disk.music))
-        env.configure(library=str(disk.mnt / "library.db"), directory=str(disk.music),
+        env.lib = Library(str(disk.mnt / "library.db"), str(directory))
+        env.configure(library=str(disk.mnt / "library.db"), directory=str(directory),
                       unmarked={"feat_format": "featuring", **unmarked})
         for n in range(ITEMS):
             tags = {"title": f"Track {n} ft Guest {n}", "artist": "Main Artist", "album": "Noise"}
@@ -213,16 +218,36 @@ def test_a_cut_during_a_cross_device_move_loses_nothing(disk):
     run_cuts(disk, Scenario("rename-unmarked", [("create", MUSIC), ("fsync", MUSIC), ("rename", MUSIC), LIBRARY_SYNC]))
 
 
+@pytest.mark.xfail(strict=True, reason=f"needs {MOVE_PATH}")
+def test_a_cut_during_a_move_off_the_file_system_loses_nothing(disk):
+    """The reverse: the files on the file system, the music directory on the real disk."""
+    populate(disk, disk.music / "pool", directory=disk.outside / "library", **BATCHES)
+    run_cuts(disk, Scenario("rename-unmarked", [("unlink", MUSIC), LIBRARY_SYNC]))
+
+
 @pytest.mark.xfail(strict=True, reason=f"needs {TAG_WRITE}")
 def test_a_cut_during_a_copy_route_tag_write_loses_nothing(disk):
     populate(disk, disk.music / "pool", **BATCHES)
     run_cuts(disk, Scenario("normalize-unmarked", [("fsync", MUSIC), ("rename", MUSIC), LIBRARY_SYNC]))
 
 
+def test_a_journal_entry_is_on_disk_before_the_file_change_it_describes(disk):
+    """Cut just after the first file change of a run (a rename, or the link
+    of a move): the intent that describes it must be in the job store."""
+    populate(disk, disk.music / "pool", **BATCHES)
+    with disk.mounted(("rename,link", 1, MUSIC)) as mount:
+        proc = start(disk, "rename-unmarked")
+        assert mount.wait_cut(proc), "the run ended before its first move"
+        mount.finish_cut(proc)
+    with disk.at_rest():
+        moves = [i for i in pending(JobStore(store_path(disk.env.lib))) if i.kind == ITEM]
+    assert moves, f"no move journaled when the power went, after {mount.cut_at}"
+
+
 @pytest.mark.xfail(strict=True, reason=f"needs {MOVE_PATH}")
 def test_a_cut_after_a_journal_commit_loses_nothing(disk):
     populate(disk, disk.music / "pool", **BATCHES)
-    run_cuts(disk, Scenario("process-unmarked", [("write", STORE_LOG)]))
+    run_cuts(disk, Scenario("process-unmarked", [("write", STORE_LOG), ("fsync", STORE_LOG)]))
 
 
 @pytest.mark.xfail(strict=True, reason=f"needs {MOVE_PATH}")
