@@ -408,7 +408,7 @@ class Mount:
         os.close(self._go_r)
         ready = os.read(ready_r, 16)  # empty: the file system died before mounting
         os.close(ready_r)
-        if not ready or not os.path.ismount(self.mountpoint):
+        if not ready or not self.mounted():
             self._stop()
             raise AssertionError(f"the power-cut file system did not mount (exit {self.proc.returncode})")
         return self
@@ -450,21 +450,29 @@ class Mount:
 
     def _stop(self) -> None:
         assert self.proc is not None
-        if self.proc.poll() is None and os.path.ismount(self.mountpoint):
+        if self.proc.poll() is None and self.mounted():
             # Lazy: the kernel may still hold a file the test closed (FUSE
             # releases asynchronously); the file system ends once it is let go.
-            subprocess.run(["fusermount3", "-u", "-z", str(self.mountpoint)], check=True)
+            subprocess.run(["fusermount3", "-u", "-z", str(self.mountpoint)], check=False)
         try:
             self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:  # something still holds a file open on the mount
             self.proc.kill()
             self.proc.wait()
+        if self.mounted():  # a file system that died (or was killed) leaves its mount behind
+            subprocess.run(["fusermount3", "-u", "-z", str(self.mountpoint)], check=False)
         for fd in (self._reached_r, self._go_w):
             try:
                 os.close(fd)
             except OSError:
                 pass
         assert self.proc.returncode == 0, f"the power-cut file system exited {self.proc.returncode}"
+
+    def mounted(self) -> bool:
+        """Whether the kernel lists a mount here (``os.path.ismount`` cannot
+        stat a mount whose file system died)."""
+        with open("/proc/self/mounts") as mounts:
+            return any(line.split()[1] == str(self.mountpoint) for line in mounts)
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.returncode is None:

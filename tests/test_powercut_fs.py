@@ -170,3 +170,17 @@ def test_the_cut_stops_the_program_at_the_nth_request(tmp_path, cut_at):
     assert sorted(os.listdir(backing)) == [str(n) for n in range(cut_at)]
     assert mount.counts()["fsyncdir"] == cut_at
     assert mount.cut_at == "fsyncdir /"
+
+
+def test_a_failing_test_still_unmounts_and_keeps_the_backing_directory(tmp_path):
+    mount = Mount(tmp_path / "backing", tmp_path / "mnt")
+    with pytest.raises(RuntimeError, match="the test failed"), mount:
+        (mount.mountpoint / "f").write_bytes(b"data")
+        raise RuntimeError("the test failed")
+    assert not mount.mounted()
+    assert (tmp_path / "backing" / "f").read_bytes() == b"data"
+
+
+def test_a_cut_left_no_mount_behind(tmp_path):
+    cut_after(tmp_path, 'put("f", b"x")')
+    assert not Mount(tmp_path / "backing", tmp_path / "mnt").mounted()
