@@ -42,8 +42,8 @@ ITEMS = 6
 SECONDS = 2
 MOVE_PATH = ("the move path of issue 18: the destination made durable (link, or fsync'd copy, and a directory "
              "fsync) before the commit, the source removed after it")
-TAG_WRITE = ("the tag write of issue 18 (branch tagid): the copy's directory entry made durable "
-             "(a directory fsync after the replace) before the commit")
+TAG_WRITE = ("the tag write of issue 18 (branch tagid) durable before its commit: the written file fsync'd and, "
+             "for a copy put in place by a rename, its directory fsync'd")
 
 
 class Disk:
