@@ -36,11 +36,22 @@ only written when the file system stops: on a clean unmount it becomes the
 live tree (everything was flushed), on a cut it becomes the durable state,
 and nothing else.
 
+SQLite works on it, in WAL mode too: the ``-shm`` file is mmap'd shared (FUSE
+allows it unless direct_io), and locks are the kernel's own (the file system
+implements no lock operation, so the kernel keeps POSIX locks locally).
+Writes are not cached by the kernel (no writeback cache): each write() is a
+request here at once, and an fsync first sends the dirty mmap'd pages. One
+consequence of the model worth knowing: a rollback-journal commit (beets'
+library) is durable only once the directory is fsync'd after the journal's
+unlink, which SQLite does not do; the next commit's journal creation does
+(SQLite fsyncs the directory then), so a run's last commit may be undone by
+a cut, as POSIX allows.
+
 Counting and the cut: the file system counts the requests it serves by kind
 (``KINDS``; a large write() may arrive as several requests of up to 128 KiB).
 Mounted with ``cut=(kind, n, pattern)``, it serves the n-th request of that
-kind (or of those kinds: "rename,link") whose path matches the fnmatch ``pattern`` (durably, if it is a sync),
-then holds that request unanswered: the caller is frozen inside its system
+kind (or of those kinds: "rename,link") whose path matches the fnmatch
+``pattern`` (durably, if it is a sync), then holds that request unanswered: the caller is frozen inside its system
 call, as at a power cut. It says so on a pipe (``Mount.wait_cut``); the test
 SIGKILLs the process under test, then lets the file system go
 (``Mount.finish_cut``): every request from then on fails with EIO, the
