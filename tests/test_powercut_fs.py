@@ -134,6 +134,20 @@ def test_a_new_directory_needs_its_parents_fsync_and_its_own(tmp_path):
     assert cut_after(tmp_path / "3", made + 'sync_dir("d")\nsync_dir()') == {"d/f": b"data"}
 
 
+def test_a_directory_rename_moves_its_contents_with_it_once_synced(tmp_path):
+    before = {"d/f": b"data"}
+    assert cut_after(tmp_path, 'os.rename("d", "e")', before) == before
+    assert cut_after(tmp_path / "2", 'os.rename("d", "e")\nsync_dir()', before) == {"e/f": b"data"}
+
+
+def test_an_rmdir_needs_its_parents_fsync(tmp_path):
+    program = 'os.unlink("d/f")\nsync_dir("d")\nos.rmdir("d")'
+    assert cut_after(tmp_path, program, {"d/f": b"data"}) == {}
+    assert (tmp_path / "backing" / "d").is_dir()
+    assert cut_after(tmp_path / "2", program + "\nsync_dir()", {"d/f": b"data"}) == {}
+    assert not (tmp_path / "2" / "backing" / "d").exists()
+
+
 def test_an_unlinked_file_that_is_still_open_is_written_and_synced(tmp_path):
     # the inode keeps its own identity: a new file may not take over its durable state
     program = 'fd = os.open("f", os.O_RDWR)\nos.unlink("f")\nput("g", b"other", sync=True)\nsync_dir()\n'
