@@ -19,6 +19,7 @@ takes the copy route.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -121,7 +122,7 @@ def damage(disk: Disk, check: SampleCheck) -> list[str]:
     items = list(env.lib.items())
     if len(items) != ITEMS:
         found.append(f"{ITEMS - len(items)} library entries lost")
-    paths = [Path(item.path.decode()) for item in items if Path(item.path.decode()).exists()]
+    paths = [path for item in items if (path := Path(os.fsdecode(item.path))).exists()]
     found += [f"does not decode to its samples: {p.name} ({p.stat().st_size} bytes)" for p in check.damaged(paths)]
     hidden = [p.name for root in (disk.music, disk.outside) for p in root.rglob(".*")]
     if hidden:
