@@ -198,3 +198,22 @@ def test_a_failing_test_still_unmounts_and_keeps_the_backing_directory(tmp_path)
 def test_a_cut_left_no_mount_behind(tmp_path):
     cut_after(tmp_path, 'put("f", b"x")')
     assert not Mount(tmp_path / "backing", tmp_path / "mnt").mounted()
+
+
+@pytest.mark.parametrize(("synchronous", "kept"), [("FULL", [1]), ("EXTRA", [1, 2])])
+def test_a_rollback_journal_commit_needs_synchronous_extra(tmp_path, synchronous, kept):
+    """SQLite's DELETE mode commits by unlinking the journal; only EXTRA fsyncs
+    the directory after that, so under FULL a cut right after the commit
+    brings the journal back and the commit is rolled back (beets' library)."""
+    program = f"""
+db = sqlite3.connect("x.db", isolation_level=None)
+db.execute("PRAGMA synchronous={synchronous}")
+db.execute("CREATE TABLE t (n)")
+db.execute("INSERT INTO t VALUES (1)")
+db.execute("INSERT INTO t VALUES (2)")
+"""
+    files = cut_after(tmp_path, program)
+    assert ("x.db-journal" in files) == (synchronous == "FULL")
+    db = sqlite3.connect(tmp_path / "backing" / "x.db")
+    assert [n for (n,) in db.execute("SELECT n FROM t")] == kept
+    db.close()
