@@ -212,26 +212,22 @@ STORE_LOG = "/library.db-unmarked.db-wal"
 LIBRARY_SYNC = ("fsync", "/library.db")  # beets' commits (rollback journal, synchronous=FULL)
 
 
-@pytest.mark.xfail(strict=True, reason=f"needs {MOVE_PATH}")
 def test_a_cut_during_a_rename_run_loses_nothing(disk):
     populate(disk, disk.music / "pool", **BATCHES)
     run_cuts(disk, Scenario("rename-unmarked", [("rename", MUSIC), ("link", MUSIC), ("unlink", MUSIC), LIBRARY_SYNC]))
 
 
-@pytest.mark.xfail(strict=True, reason=f"needs {MOVE_PATH}")
 def test_a_cut_during_a_rename_run_with_only_the_music_on_the_file_system_loses_nothing(disk):
     """The library and the job store on the real disk: every commit is durable at once."""
     populate(disk, disk.music / "pool", databases=disk.outside, **BATCHES)
     run_cuts(disk, Scenario("rename-unmarked", [("rename,link", MUSIC), ("unlink", MUSIC)]))
 
 
-@pytest.mark.xfail(strict=True, reason=f"needs {MOVE_PATH}")
 def test_a_cut_during_a_cross_device_move_loses_nothing(disk):
     populate(disk, disk.outside, **BATCHES)
     run_cuts(disk, Scenario("rename-unmarked", [("create", MUSIC), ("fsync", MUSIC), ("rename", MUSIC), LIBRARY_SYNC]))
 
 
-@pytest.mark.xfail(strict=True, reason=f"needs {MOVE_PATH}")
 def test_a_cut_during_a_move_off_the_file_system_loses_nothing(disk):
     """The reverse: the files on the file system, the music directory on the real disk."""
     populate(disk, disk.music / "pool", directory=disk.outside / "library", **BATCHES)
@@ -257,13 +253,11 @@ def test_a_journal_entry_is_on_disk_before_the_file_change_it_describes(disk):
     assert moves, f"no move journaled when the power went, after {mount.cut_at}"
 
 
-@pytest.mark.xfail(strict=True, reason=f"needs {MOVE_PATH}")
 def test_a_cut_after_a_journal_commit_loses_nothing(disk):
     populate(disk, disk.music / "pool", **BATCHES)
     run_cuts(disk, Scenario("process-unmarked", [("write", STORE_LOG), ("fsync", STORE_LOG)]))
 
 
-@pytest.mark.xfail(strict=True, reason=f"needs {MOVE_PATH}")
 def test_a_cut_around_a_batch_commit_loses_nothing(disk):
     populate(disk, disk.music / "pool", **BATCHES)
     run_cuts(disk, Scenario("process-unmarked", [LIBRARY_SYNC, ("fsyncdir", "/")]))
