@@ -52,6 +52,7 @@ def test_cancel_from_another_terminal(env: LibraryEnv) -> None:
         assert "beet unmarked-jobs --cancel 1" in refused.stderr, "the conflict says how to stop it"
         status = env.beet("unmarked-status").stdout.splitlines()
         assert status[-1].startswith(f"running: job 1 (process, from cli, pid {run.pid} on "), status
+        assert "wait for it to end before a `beet update`" in status[-1], "it moves files: the update advice"
         said = env.beet("unmarked-jobs", "--cancel", "1").stdout
         assert "cancel requested" in said
     out, err = run.communicate(timeout=120)

@@ -116,7 +116,13 @@ def status_command() -> ui.Subcommand:
             ui.print_(f"renamed    {renamed['unknown']} without a configuration fingerprint "
                       "(made by an older release: taken as made under this one)")
         active = store_for(lib).active()
-        ui.print_(f"running: {describe(active)}" if active else "no job running")
+        if not active:
+            ui.print_("no job running")
+        elif active["op"] in ("rename", "process"):  # see README: `beet update` beside a job
+            ui.print_(f"running: {describe(active)}; it moves files: wait for it to end before a `beet update`, "
+                      "which can drop the entries of files moved while it runs")
+        else:
+            ui.print_(f"running: {describe(active)}")
 
     cmd.func = func
     return cmd
