@@ -52,6 +52,7 @@ from .commit import Committer
 from .config import DEFAULTS as CONFIG_DEFAULTS
 from .errors import Cancelled, Terminated
 from .executor import Executor
+from .files import drop_backup
 from .journal import NoJournal
 from .planner import Planner
 from .results import ItemResult, Summary, readable
@@ -269,6 +270,7 @@ class Engine:
         batch.results = batch.known()
         conflicted = self.committer.commit(batch, albums)
         done = [touch for touch in batch.touches if touch not in conflicted]
+        self._drop_backups(done)  # before their intents: a kill in between leaves them to the repair
         self.journal.forget([intent for touch in done for intent in touch.intents])
         for touch in done:
             touch.intents = []
@@ -280,6 +282,13 @@ class Engine:
         if batch.vacated:
             self.executor.pruned()
         return again
+
+    def _drop_backups(self, touches: Sequence[Touch]) -> None:
+        """The commit records these items' tag writes: their backups (files.py) are no longer needed."""
+        for touch in touches:
+            if touch.backup is not None:
+                drop_backup(touch.backup)
+                touch.backup = None
 
     def _report(self, batch: Batch, summary: Summary, sink: Sink) -> None:
         """Count and report the batch's results once (a signal waits: counted

@@ -76,9 +76,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import glob
+import hashlib
 import os
 import secrets
-import stat
 import threading
 from contextlib import suppress
 from contextvars import ContextVar
@@ -89,10 +89,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from beets import logging, util
 from mediafile import MediaFile, UnreadableFileError
 from mutagen import PaddingInfo
-from mutagen._util import FileThing
 
 from .beets_compat import ReadError, WriteError
-from .claim import file_identity
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -102,7 +100,8 @@ if TYPE_CHECKING:
 # --- the untearable tag write ----------------------------------------------------
 
 TEMP_MARK = b".unmarked-"
-TEMP_SUFFIX = b".tmp"
+TEMP_SUFFIX = b".tmp"  # the copy route of releases before the backup (leftovers are still removed)
+BACKUP_SUFFIX = b".bak"
 _RANDOM_CHARS = 8  # secrets.token_hex(4)
 _NAME_MAX = 255  # bytes in one file name on every filesystem we expect
 _STEM_MAX = _NAME_MAX - 1 - len(TEMP_MARK) - _RANDOM_CHARS - len(TEMP_SUFFIX)
@@ -110,8 +109,10 @@ _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 _KEEP_AT_MOST = (1 << 24) - 1  # the largest padding every format above can keep as is (FLAC's block limit)
 # errnos meaning "this filesystem or kernel cannot do that", not "it went wrong"
 _UNSUPPORTED = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EBADF}
+# errnos meaning "no file may be made here": the backup goes to the spare directory instead
+_REFUSED = {errno.EACCES, errno.EPERM, errno.EROFS}
 
-Route = Literal["in place", "replaced"]
+Route = Literal["in place", "backed up", "unprotected"]
 
 
 class _NeedsResize(BaseException):
@@ -128,9 +129,23 @@ class _Write:
     """The tag write this context is doing (set by ``write_tags``)."""
 
     path: bytes  # the file, as MediaFile names it (fs-encoded)
+    spare: bytes | None = None  # where the backup goes when the file's directory refuses it
     trying_in_place: bool = False
     asked: bool = False  # the padding hook was consulted
     route: Route = "in place"
+    backup: bytes | None = None  # the backup of a resizing write, while it is kept
+    warning: str | None = None  # the write was not protected against a kill: why
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a tag write did: its route, the backup it keeps (``keep_backup``:
+    the caller removes it with ``drop_backup`` once the write is recorded)
+    and, for an unprotected write, a warning saying why."""
+
+    route: Route
+    backup: bytes | None = None
+    warning: str | None = None
 
 
 _CURRENT: ContextVar[_Write | None] = ContextVar("unmarked_tag_write", default=None)
@@ -142,26 +157,28 @@ _trust = {"in_place": hasattr(PaddingInfo, "_get_padding")}
 _log = logging.getLogger("beets.unmarked")
 
 
-def write_tags(item: Item) -> Route:
-    """``Item.write()`` that a kill cannot tear; returns the route it took.
+def write_tags(item: Item, *, spare: bytes | None = None) -> Written:
+    """``Item.write()`` that a kill cannot tear; returns what it did.
 
     Errors are beets' own: ``ReadError``/``WriteError`` naming the item's file
-    (a missing file is a ``ReadError``). When the copy cannot be made (disk
-    full, directory not writable) the error says so and the file is unchanged.
+    (a missing file is a ``ReadError``). When the backup cannot be made for
+    another reason than a refusing directory (disk full) the error says so and
+    the file is unchanged. The backup is removed once the write is done.
     """
     _install()
-    write = _Write(os.fsencode(util.syspath(item.path)))
+    write = _Write(os.fsencode(util.syspath(item.path)), spare)
     token = _CURRENT.set(write)
     try:
         item.write()
     finally:
         _CURRENT.reset(token)
-    return write.route
+    return _finished(write, keep_backup=False)
 
 
-def write_fields(path: bytes, tags: Mapping[str, Any], id3v23: bool) -> Route:
+def write_fields(path: bytes, tags: Mapping[str, Any], id3v23: bool, *, spare: bytes | None = None,
+                 keep_backup: bool = False) -> Written:
     """Write only ``tags`` (mediafile field -> value; None deletes) to the
-    file at ``path``, by the same untearable routes; returns the route.
+    file at ``path``, by the same untearable routes; returns what it did.
 
     What ``Item.write`` does with the file, restricted to these fields:
     ``MediaFile(path, id3v23=...)``, ``update(tags)``, ``save()``, with beets'
@@ -171,10 +188,15 @@ def write_fields(path: bytes, tags: Mapping[str, Any], id3v23: bool) -> Route:
     full write (~0.2 ms vs ~1.1 ms a file). beets' ``write`` and
     ``after_write`` events are the caller's to send: a process with no other
     plugin state than mediafile's can run this.
+
+    ``spare``: where a backup goes when the file's directory refuses one.
+    ``keep_backup``: the backup of a resizing write stays (``Written.backup``)
+    until the caller drops it: the engine, once its commit records the write;
+    an unprotected write's warning is then the caller's to log.
     """
     _install()
     target = util.syspath(path)
-    write = _Write(os.fsencode(target))
+    write = _Write(os.fsencode(target), spare)
     token = _CURRENT.set(write)
     try:
         try:
@@ -188,7 +210,17 @@ def write_fields(path: bytes, tags: Mapping[str, Any], id3v23: bool) -> Route:
             raise WriteError(path, exc) from exc
     finally:
         _CURRENT.reset(token)
-    return write.route
+    return _finished(write, keep_backup)
+
+
+def _finished(write: _Write, keep_backup: bool) -> Written:
+    """The write is done and on disk: its backup goes, unless the caller keeps it."""
+    if write.backup is not None and not keep_backup:
+        drop_backup(write.backup)
+        write.backup = None
+    if write.warning is not None and not keep_backup:
+        _log.warning("{}", write.warning)
+    return Written(write.route, write.backup, write.warning)
 
 
 def _update(mediafile: MediaFile, tags: Mapping[str, Any]) -> None:
@@ -235,9 +267,9 @@ def _get_padding(info: PaddingInfo, user_func: Any) -> int:
 
 
 def _save(mf: MediaFile, **kwargs: Any) -> None:
-    """``MediaFile.save``: in place if it fits, else through a copy. Only for
-    the file ``write_tags`` is writing (also when a ``write`` listener saves it
-    through mediafile); any other save is mediafile's own."""
+    """``MediaFile.save``: in place if it fits, else in place behind a
+    backup. Only for the file ``write_tags`` is writing (also when a ``write``
+    listener saves it through mediafile); any other save is mediafile's own."""
     save = _originals["save"]
     write = _CURRENT.get()
     if write is None or os.fsencode(mf.filename) != write.path:
@@ -252,12 +284,11 @@ def _save(mf: MediaFile, **kwargs: Any) -> None:
             if not write.asked:  # this mutagen is not the one checked: stop trusting it
                 _trust["in_place"] = False
                 _log.warning("mutagen wrote the tags of {} in place without asking about padding; "
-                             "from now on tags are written through copies", mf.filename)
+                             "from now on every tag write is backed up first", mf.filename)
             return None
         finally:
             write.trying_in_place = False
-    write.route = "replaced"
-    _save_through_copy(mf, save, kwargs)
+    _save_behind_a_backup(mf, save, kwargs, write)
     return None
 
 
@@ -288,66 +319,136 @@ def _checked_kinds() -> tuple[tuple[type, ...], type, tuple[type, ...]]:
     return (MP3, FLAC, OggVorbis, MP4), OggOpus, (AIFF, WAVE)
 
 
-def _save_through_copy(mf: MediaFile, save: Any, kwargs: dict[str, Any]) -> None:
+def _save_behind_a_backup(mf: MediaFile, save: Any, kwargs: dict[str, Any], write: _Write) -> None:
+    """The resizing write: a backup of the file first (durable), then
+    mutagen's own write in place (the same inode), flushed. An error or an
+    interrupt during the write puts the file's bytes back from the backup."""
     name = mf.filename
-    target = os.path.realpath(os.fsencode(name))  # a symlink stays; its target is replaced
+    target = os.path.realpath(os.fsencode(name))  # a symlink stays; its target is written
+    # Opened for writing on purpose: a file we could not write in place
+    # (read-only, immutable, read-only mount) gets no backup either.
     try:
-        copied = file_identity(target)
-        temp = _temp_copy(target)
+        fd = os.open(target, os.O_RDWR | os.O_CLOEXEC)
     except OSError as exc:
-        raise UnreadableFileError(name, f"cannot make a copy to write the tags to "
-                                        f"({exc.strerror or exc}); the file is unchanged") from exc
-    except BaseException:  # Ctrl-C in the instant between creating the temp and guarding it
-        remove_stale_temps(target)
-        raise
-    shown = os.fsdecode(temp)
-    try:
-        kept, mf.filething = mf.filething, FileThing(None, shown, shown)
+        raise UnreadableFileError(name, f"{exc.strerror or exc}; the file is unchanged") from exc
+    with os.fdopen(fd, "r+b") as original:
+        try:
+            write.backup = _backup(original.fileno(), target, write.spare)
+        except OSError as exc:
+            raise UnreadableFileError(name, f"cannot make a backup copy to write the tags behind "
+                                            f"({exc.strerror or exc}); the file is unchanged") from exc
+        if write.backup is None:
+            write.route = "unprotected"
+            write.warning = (f"{os.fsdecode(target)}: no backup copy could be made (neither beside it nor in "
+                             f"{os.fsdecode(write.spare or b'a spare directory')}); its tags were written in "
+                             "place as beets' write does, not protected against a kill during the write")
+        else:
+            write.route = "backed up"
         try:
             save(mf, **kwargs)
-        finally:
-            mf.filething = kept
-        _flush(temp)
-        if file_identity(target) != copied:  # moved or replaced meanwhile: do not bring the old file back
-            raise FileNotFoundError(errno.ENOENT, "moved or replaced by another program during the tag write",
-                                    name)
-        os.replace(temp, target)
-    except BaseException as exc:
-        with suppress(OSError):
-            os.remove(temp)
-        if isinstance(exc, UnreadableFileError):  # name the user's file, not the temp
-            message = str(exc.args[0]).replace(shown, name)
-            raise UnreadableFileError(name, f"{message}; the file is unchanged") from exc
-        if isinstance(exc, OSError):
-            raise UnreadableFileError(name, f"{exc.strerror or exc}; the file is unchanged") from exc
-        raise
-
-
-def _temp_copy(target: bytes) -> bytes:
-    """A copy of ``target`` beside it under a hidden temp name: same mode (and
-    owner when root), data reflinked where the filesystem can."""
-    directory, name = os.path.split(target)
-    # Opened for writing on purpose: a file we could not write in place
-    # (read-only, immutable, read-only mount) is not rewritten through a copy.
-    with open(target, "r+b") as src:
-        info = os.fstat(src.fileno())
-        fd, temp = _create_temp(directory, name)
-        try:
-            try:
-                _keep_owner_and_mode(fd, info)
-                _clone_or_copy(src.fileno(), fd)
-            finally:
-                os.close(fd)
-        except BaseException:
-            with suppress(OSError):
-                os.remove(temp)
+            os.fsync(original.fileno())
+        except BaseException as exc:
+            if write.backup is not None:
+                _put_back(write, target)
+            if isinstance(exc, UnreadableFileError):
+                raise UnreadableFileError(name, f"{exc.args[0]}; the file is unchanged") from exc
+            if isinstance(exc, OSError):
+                raise UnreadableFileError(name, f"{exc.strerror or exc}; the file is unchanged") from exc
             raise
-    return temp
 
 
-def _create_temp(directory: bytes, name: bytes) -> tuple[int, bytes]:
+def _put_back(write: _Write, target: bytes) -> None:
+    """A write failed or was interrupted: the file's bytes from the backup. If
+    that fails too, the backup stays for the undo or the next run's repair."""
+    assert write.backup is not None
+    try:
+        restore_backup(write.backup, target)
+    except OSError:
+        _log.debug("could not put {} back from its backup", os.fsdecode(target), exc_info=True)
+        return
+    drop_backup(write.backup)
+    write.backup = None
+
+
+def _backup(src: int, target: bytes, spare: bytes | None) -> bytes | None:
+    """A durable copy of the open file ``src`` (at ``target``): beside it
+    under a hidden name, else (that directory refuses new files) in
+    ``spare``; None if neither can hold one. Any other failure beside the
+    file (disk full) raises: the write is not done, the file is unchanged."""
+    directory, name = os.path.split(target)
+    places = [(directory, _temp_prefix(name))]
+    if spare is not None:
+        places.append((spare, _spare_prefix(target)))
+    for place, prefix in places:
+        try:
+            return _backup_in(src, place, prefix, spare=place == spare)
+        except OSError as exc:
+            if exc.errno in _REFUSED or place == spare:  # (a spare that cannot hold it: no backup at all)
+                continue
+            raise
+    return None
+
+
+def _backup_in(src: int, directory: bytes, prefix: bytes, spare: bool) -> bytes:
+    """A copy of ``src`` in ``directory``, its data and its name on disk."""
+    if spare:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd, backup = _create_temp(directory, prefix, BACKUP_SUFFIX)
+    try:
+        try:
+            _clone_or_copy(src, fd)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        _sync_directory(directory)  # the backup's name is on disk before the file changes
+    except BaseException:
+        with suppress(OSError):
+            os.remove(backup)
+        raise
+    return backup
+
+
+def _sync_directory(directory: bytes) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def restore_backup(backup: bytes, target: bytes) -> None:
+    """Put the bytes of ``backup`` back into the file at ``target`` in place
+    (opened, overwritten, cut to length, flushed): its inode, hard links,
+    owner, mode, extended attributes and ACLs stay what they are."""
+    with open(backup, "rb") as src, open(target, "r+b") as dst:
+        _clone_or_copy(src.fileno(), dst.fileno())
+        os.ftruncate(dst.fileno(), os.fstat(src.fileno()).st_size)
+        os.fsync(dst.fileno())
+
+
+def drop_backup(backup: bytes) -> bool:
+    """Remove a backup whose write is recorded or undone; False if it stays (an error is logged)."""
+    try:
+        os.remove(backup)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        _log.warning("could not remove the backup copy {}: {}", os.fsdecode(backup), exc.strerror or exc)
+        return False
+    return True
+
+
+def spare_directory(store_path: str | bytes) -> bytes:
+    """Where backups go whose file's directory refuses them: beside the job
+    store (a directory a run can always write to), ``<store>.backups``."""
+    path = os.fsencode(store_path)
+    stem = path[:-3] if path.endswith(b".db") else path
+    return stem + b".backups"
+
+
+def _create_temp(directory: bytes, prefix: bytes, suffix: bytes) -> tuple[int, bytes]:
     for _ in range(100):
-        temp = os.path.join(directory, _temp_prefix(name) + secrets.token_hex(4).encode() + TEMP_SUFFIX)
+        temp = os.path.join(directory, prefix + secrets.token_hex(4).encode() + suffix)
         try:
             return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), temp
         except FileExistsError:
@@ -360,13 +461,9 @@ def _temp_prefix(name: bytes) -> bytes:
     return b"." + name[:_STEM_MAX] + TEMP_MARK
 
 
-def _keep_owner_and_mode(fd: int, info: os.stat_result) -> None:
-    if os.geteuid() == 0:
-        os.fchown(fd, info.st_uid, info.st_gid)
-    elif info.st_gid != os.getegid():
-        with suppress(PermissionError):  # allowed only for a group we are in
-            os.fchown(fd, -1, info.st_gid)
-    os.fchmod(fd, stat.S_IMODE(info.st_mode))  # after chown, which clears set-id bits
+def _spare_prefix(target: bytes) -> bytes:
+    """A backup's name in the spare directory: a hash of the file's real path."""
+    return hashlib.sha256(target).hexdigest()[:32].encode() + TEMP_MARK
 
 
 def _clone_or_copy(src: int, dst: int) -> None:
@@ -390,34 +487,45 @@ def _clone_or_copy(src: int, dst: int) -> None:
             view = view[os.write(dst, view):]
 
 
-def _flush(path: bytes) -> None:
-    """Put the copy's data on disk before it replaces the original."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
-
-
 # --- what a killed write leaves --------------------------------------------------
 
 
-def stale_temps(path: bytes) -> list[bytes]:
-    """Temp files a killed ``write_tags`` of ``path`` left beside it (or beside
-    its symlink's target)."""
+def stale_temps(path: bytes, spare: bytes | None = None) -> list[bytes]:
+    """What killed writes of ``path`` left: temp files of the old copy route and
+    backups, beside it (or beside its symlink's target) and in ``spare``."""
     found: list[bytes] = []
     for place in dict.fromkeys([path, os.path.realpath(path)]):
         directory, name = os.path.split(place)
-        pattern = glob.escape(_temp_prefix(name)) + b"?" * _RANDOM_CHARS + TEMP_SUFFIX
-        found += glob.glob(os.path.join(glob.escape(directory), pattern))
+        for suffix in (TEMP_SUFFIX, BACKUP_SUFFIX):
+            pattern = glob.escape(_temp_prefix(name)) + b"?" * _RANDOM_CHARS + suffix
+            found += glob.glob(os.path.join(glob.escape(directory), pattern))
+        if spare is not None:
+            pattern = glob.escape(_spare_prefix(place)) + b"?" * _RANDOM_CHARS + BACKUP_SUFFIX
+            found += glob.glob(os.path.join(glob.escape(spare), pattern))
     return sorted(set(found))
 
 
-def remove_stale_temps(path: bytes) -> list[bytes]:
+def remove_stale_temps(path: bytes, spare: bytes | None = None) -> list[bytes]:
     """Delete what ``stale_temps`` finds; return what was deleted."""
     removed = []
-    for temp in stale_temps(path):
+    for temp in stale_temps(path, spare):
         with suppress(FileNotFoundError):
             os.remove(temp)
             removed.append(temp)
     return removed
+
+
+def settle_backups(path: bytes, spare: bytes | None, *, complete: bool) -> bytes | None:
+    """After a write of ``path`` that was interrupted or not recorded: unless
+    it is known ``complete`` (the worker reported it, or the library's commit
+    holds its values), the file's bytes come back from its newest backup, in
+    place; then every backup and old temp file of it goes. Returns the backup
+    restored from. A file no longer at ``path`` was moved, which happens only
+    after its write completed: nothing to restore."""
+    backups = [b for b in stale_temps(path, spare) if b.endswith(BACKUP_SUFFIX)]
+    restored = None
+    if backups and not complete and os.path.exists(path):
+        restored = max(backups, key=lambda b: os.stat(b).st_mtime_ns)
+        restore_backup(restored, os.path.realpath(path))
+    remove_stale_temps(path, spare)
+    return restored

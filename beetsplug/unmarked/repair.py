@@ -26,8 +26,8 @@ from beets import util
 
 from . import journal
 from .beets_compat import music_dir
-from .files import remove_stale_temps, write_tags
-from .recovery import put_back_fields, remove_partial_copies
+from .files import remove_stale_temps, settle_backups, write_tags
+from .recovery import put_back_fields, remove_partial_copies, same_value
 from .transaction import atomic
 
 if TYPE_CHECKING:
@@ -112,6 +112,12 @@ def _repair_paths(lib: Library, intents: list[Intent], log: Log) -> int:
 # --- tags ---------------------------------------------------------------------
 
 
+def _recorded(item: Item | None, changes: dict[str, list[Any]] | None) -> bool:
+    """The library holds every new value of the write: its commit happened."""
+    return item is not None and changes is not None and all(same_value(item.get(key), new)
+                                                            for key, (_, new) in changes.items())
+
+
 def _rewrite_tags(lib: Library, intents: list[Intent], log: Log) -> int:
     """Make files whose tag write was not recorded match the library again."""
     count = 0
@@ -119,10 +125,16 @@ def _rewrite_tags(lib: Library, intents: list[Intent], log: Log) -> int:
         item = lib.get_item(intent.entity)
         places = dict.fromkeys([intent.src] + ([item.path] if item is not None else []))
         try:
+            # A kill during a resizing write may have torn the file: its bytes come back from the
+            # write's backup (in place), unless the library's commit holds the write (then it was
+            # complete: the engine commits only what its worker reported done).
+            if settle_backups(intent.src, intent.spare, complete=_recorded(item, intent.tag_changes)):
+                log("item {}: a tag write was interrupted; {} was put back from its backup copy",
+                    intent.entity, util.displayable_path(intent.src))
             for place in places:
                 remove_stale_temps(place)
         except OSError as exc:
-            _set_aside(log, intent, intent.src, "removing temp files", exc)
+            _set_aside(log, intent, intent.src, "restoring the file from its backup copy", exc)
             continue
         if item is None:
             continue  # removed from the library since: nothing to restore
