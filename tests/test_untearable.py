@@ -31,8 +31,10 @@ KILLS = 20  # kills that must land mid-run
 
 
 def temps(root: Path) -> list[Path]:
-    """Temp files of the safe tag write (``.<name>.unmarked-<random>.tmp``)."""
-    return sorted(p for p in root.rglob("*.unmarked-*.tmp") if p.name.startswith("."))
+    """Backups of the safe tag write (``.<name>.unmarked-<random>.bak``), and
+    temp files of its copy route in older releases (``.tmp``)."""
+    return sorted(p for suffix in ("tmp", "bak") for p in root.rglob(f"*.unmarked-*.{suffix}")
+                  if p.name.startswith("."))
 
 
 def populate(env: LibraryEnv, count: int, seconds: int | None = None) -> None:

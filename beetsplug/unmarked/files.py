@@ -77,6 +77,7 @@ import errno
 import fcntl
 import glob
 import hashlib
+import io
 import os
 import secrets
 import threading
@@ -89,6 +90,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from beets import logging, util
 from mediafile import MediaFile, UnreadableFileError
 from mutagen import PaddingInfo
+from mutagen._util import FileThing
 
 from .beets_compat import ReadError, WriteError
 
@@ -328,15 +330,16 @@ def _save_behind_a_backup(mf: MediaFile, save: Any, kwargs: dict[str, Any], writ
     # Opened for writing on purpose: a file we could not write in place
     # (read-only, immutable, read-only mount) gets no backup either.
     try:
-        fd = os.open(target, os.O_RDWR | os.O_CLOEXEC)
+        original = _WholeWrites(target, "r+")
     except OSError as exc:
         raise UnreadableFileError(name, f"{exc.strerror or exc}; the file is unchanged") from exc
-    with os.fdopen(fd, "r+b") as original:
+    with original:
         try:
             write.backup = _backup(original.fileno(), target, write.spare)
         except OSError as exc:
             raise UnreadableFileError(name, f"cannot make a backup copy to write the tags behind "
                                             f"({exc.strerror or exc}); the file is unchanged") from exc
+        original.seek(0)  # (the copy moved the descriptor's offset)
         if write.backup is None:
             write.route = "unprotected"
             write.warning = (f"{os.fsdecode(target)}: no backup copy could be made (neither beside it nor in "
@@ -344,12 +347,18 @@ def _save_behind_a_backup(mf: MediaFile, save: Any, kwargs: dict[str, Any], writ
                              "place as beets' write does, not protected against a kill during the write")
         else:
             write.route = "backed up"
+        # mutagen writes through our descriptor: into the inode that was backed up, even if
+        # another program renames the file meanwhile.
+        kept, mf.filething = mf.filething, FileThing(original, None, name)  # (no name: not reopened)
         try:
-            save(mf, **kwargs)
+            try:
+                save(mf, **kwargs)
+            finally:
+                mf.filething = kept
             os.fsync(original.fileno())
         except BaseException as exc:
             if write.backup is not None:
-                _put_back(write, target)
+                _put_back(write, original.fileno())
             if isinstance(exc, UnreadableFileError):
                 raise UnreadableFileError(name, f"{exc.args[0]}; the file is unchanged") from exc
             if isinstance(exc, OSError):
@@ -357,14 +366,27 @@ def _save_behind_a_backup(mf: MediaFile, save: Any, kwargs: dict[str, Any], writ
             raise
 
 
-def _put_back(write: _Write, target: bytes) -> None:
+class _WholeWrites(io.FileIO):
+    """An unbuffered file (what mutagen writes is in the file when it returns,
+    so the flush and a put-back come after all of it) whose ``write`` writes
+    everything or raises, as mutagen expects of a file object (a full disk:
+    ``OSError``, where a plain unbuffered write would return a short count)."""
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[super().write(view) or 0:]
+        return len(data)
+
+
+def _put_back(write: _Write, fd: int) -> None:
     """A write failed or was interrupted: the file's bytes from the backup. If
     that fails too, the backup stays for the undo or the next run's repair."""
     assert write.backup is not None
     try:
-        restore_backup(write.backup, target)
+        _restore_into(write.backup, fd)
     except OSError:
-        _log.debug("could not put {} back from its backup", os.fsdecode(target), exc_info=True)
+        _log.debug("could not put {} back from its backup", os.fsdecode(write.path), exc_info=True)
         return
     drop_backup(write.backup)
     write.backup = None
@@ -420,10 +442,19 @@ def restore_backup(backup: bytes, target: bytes) -> None:
     """Put the bytes of ``backup`` back into the file at ``target`` in place
     (opened, overwritten, cut to length, flushed): its inode, hard links,
     owner, mode, extended attributes and ACLs stay what they are."""
-    with open(backup, "rb") as src, open(target, "r+b") as dst:
-        _clone_or_copy(src.fileno(), dst.fileno())
-        os.ftruncate(dst.fileno(), os.fstat(src.fileno()).st_size)
-        os.fsync(dst.fileno())
+    fd = os.open(target, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        _restore_into(backup, fd)
+    finally:
+        os.close(fd)
+
+
+def _restore_into(backup: bytes, fd: int) -> None:
+    with open(backup, "rb") as src:
+        os.lseek(fd, 0, os.SEEK_SET)
+        _clone_or_copy(src.fileno(), fd)
+        os.ftruncate(fd, os.fstat(src.fileno()).st_size)
+        os.fsync(fd)
 
 
 def drop_backup(backup: bytes) -> bool:
