@@ -412,20 +412,26 @@ def _backup(src: int, target: bytes, spare: bytes | None) -> bytes | None:
 
 
 def _backup_in(src: int, directory: bytes, prefix: bytes, spare: bool) -> bytes:
-    """A copy of ``src`` in ``directory``, its data and its name on disk."""
+    """A copy of ``src`` in ``directory``, its data and its name on disk. It
+    is written under a temp name and renamed to its backup name only once
+    whole: a backup is always complete (a kill during the copy leaves a temp
+    file, which is removed, never restored from)."""
     if spare:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, backup = _create_temp(directory, prefix, BACKUP_SUFFIX)
+    fd, temp = _create_temp(directory, prefix, TEMP_SUFFIX)
+    backup = temp[:-len(TEMP_SUFFIX)] + BACKUP_SUFFIX
     try:
         try:
             _clone_or_copy(src, fd)
             os.fdatasync(fd)
         finally:
             os.close(fd)
+        os.rename(temp, backup)
         _sync_directory(directory)  # the backup's name is on disk before the file changes
     except BaseException:
-        with suppress(OSError):
-            os.remove(backup)
+        for leftover in (temp, backup):
+            with suppress(OSError):
+                os.remove(leftover)
         raise
     return backup
 
