@@ -7,17 +7,50 @@ write over the old tag; one that does not makes mutagen shift the whole audio
 payload inside the same file (``insert_bytes``/``resize_bytes``), and a
 process killed in that window leaves a file that no longer decodes to the
 same samples. ``write_tags`` keeps beets' ``Item.write`` (its ``write`` and
-``after_write`` events, mediafile's field mapping) and changes only where the
-bytes go:
+``after_write`` events, mediafile's field mapping) and adds only a backup:
 
 * fits in the padding: written in place, as beets would (same inode, one write);
-* needs a resize, or the format cannot tell before it writes: the file is
-  copied beside itself under a hidden name (``.<name>.unmarked-<8 hex>.tmp``;
-  a reflink where the filesystem can, else a copy keeping the mode, and the
-  owner when root), the tags go into the copy, the copy is flushed to disk and
-  ``os.replace``-d over the original. A kill at any instant leaves either the
-  old file or the new one, plus at worst a stale temp file that the journal's
-  repair removes (``remove_stale_temps``).
+* needs a resize, or the format cannot tell before it writes: a backup copy
+  of the file first, then mutagen's own write in place, into the same inode:
+
+  1. the backup: ``.<name>.unmarked-<8 hex>.bak`` beside the file (a reflink
+     where the filesystem can, else a copy), written under a ``.tmp`` name,
+     flushed (``fdatasync``), renamed to ``.bak`` and its directory flushed:
+     a ``.bak`` is always whole, and on disk before the file changes;
+  2. the write: through the descriptor the backup was made of (a rename by
+     another program meanwhile cannot send it to another file), then
+     ``fsync``. An error on the way (disk full) puts the file's bytes back
+     from the backup and says "the file is unchanged";
+  3. the backup goes once the write is recorded: ``write_tags`` and
+     ``write_fields`` remove it when they return; the engine's worker keeps it
+     (``keep_backup``) and reports it, and the engine removes it after the
+     batch's commit, before it forgets the journal entry.
+
+  So the file keeps its inode, its other hard links see the new tags, and
+  owner, mode, extended attributes and ACLs stay: nothing but the file's
+  bytes changes, as with ``beet write``.
+
+A kill between 1 and 3 may leave the file torn until the next run. The write
+is journaled first (a TAGS intent, journal.py), so it is put back from the
+backup *in place* (``restore_backup``: opened, overwritten, cut to length,
+flushed; inode and links stay) by whoever gets there first: the run's own
+undo (undo.py: a write its worker did not report done) or the next run's
+repair (repair.py). Neither restores a write known complete - reported by
+the worker, or (after a crash) held by the library's commit, which comes only
+after the report; then the backup is simply removed (``settle_backups``).
+Temp files of an interrupted backup, and the ``.tmp`` copies of the copy
+route of earlier releases, are removed, never restored from.
+
+A directory that refuses new files (read-only to this user, immutable): the
+backup goes to the spare directory instead, ``<job store>.backups`` beside
+the job store (``spare_directory``: a run can always write there; another
+filesystem, so a copy, not a reflink). Each TAGS intent records that
+directory, and a backup there is named by a hash of the file's real path, so
+the repair finds it. When no backup can be made at all (the spare directory
+cannot be made either), the file is written in place as ``beet write`` would
+and a warning says it is not protected against a kill during the write.
+A full disk beside the file is an error instead ("cannot make a backup
+copy ...; the file is unchanged"): the write is not tried.
 
 How "fits" is known without re-implementing mediafile: every mutagen writer
 listed below asks ``PaddingInfo._get_padding`` how much padding to leave
@@ -26,7 +59,7 @@ larger than the room it has. While a write tries the in-place route, a hook on
 that method answers "keep exactly the padding there is" when it fits (so the
 file keeps its size: mutagen's default would shrink padding above ~10 KiB,
 which is a resize too) and raises ``_NeedsResize`` when it does not; nothing
-has been written yet, so the copy route starts from the untouched file.
+has been written yet, so the backup is made of the untouched file.
 The hooks are installed once and do nothing outside ``write_tags`` (a context
 variable says which file this thread is writing).
 
@@ -38,7 +71,7 @@ Checked in mutagen 1.48's source (tests/test_files.py pins the behaviour):
 * ID3 in AIFF and WAVE (``_iff.py`` ``IffID3.save``, ``wave.py``
   ``_WaveID3.save``): ``_prepare_data`` comes before ``chunk.resize`` - but a
   file without an ID3 chunk gets one inserted (``insert_chunk``) *before* the
-  padding question, so those take the copy route.
+  padding question, so those are backed up first.
 * FLAC (``flac.py`` ``FLAC._save``): ``MetadataBlock._writeblocks`` consults
   PaddingInfo, then ``resize_bytes``, then writes. Padding blocks are capped at
   16 MiB, so more padding than that is treated as "does not fit".
@@ -46,11 +79,11 @@ Checked in mutagen 1.48's source (tests/test_files.py pins the behaviour):
   decided, then ``OggPage.replace`` rewrites pages, resizing only if a page
   changed size (it cannot when the comment packet keeps its length). An Opus
   file whose comment packet carries extra data (``_pad_data``) never consults
-  PaddingInfo: copy route.
+  PaddingInfo: backed up first.
 * MP4/M4A (``mp4/__init__.py`` ``__save_existing``/``__save_new``): padding
   decided before ``resize_bytes``/``insert_bytes``.
 
-Every other format mediafile writes takes the copy route: the APEv2-based
+Every other format mediafile writes is backed up first: the APEv2-based
 ones (Monkey's Audio, WavPack, Musepack) never consult PaddingInfo; ASF and
 DSF do, but DSF may rewrite its header before the question and ASF's padding
 accounting is not covered by a test here.
@@ -60,15 +93,14 @@ only (what the engine does unless a plugin edits tags on beets' ``write``
 event): MediaFile, the fields set, ``save()`` - no beets item, so the run's
 helper process (helper.py) can do it.
 
-Costs and limits: the copy route reads and writes the whole file once (a
-reflink makes it nearly free) and flushes it (``fdatasync``) before the
-rename, so a power cut cannot swap in an unwritten file; after it the file has
-mutagen's default padding, so the next write fits in place. A replaced file is
-a new inode: another hard link to the old one keeps the old tags, and extended
-attributes or ACLs are not copied. A symlinked item has its target replaced,
-the link stays. A ``write`` listener that saves the file through mediafile
-takes the same route; one that edits it with mutagen directly (scrub's
-tag removal) is outside this guarantee.
+Costs and limits: a resizing write copies the whole file once (a reflink
+makes it nearly free) and flushes it, its directory and then the file itself
+(three fsyncs; the fitting write has none, as beets'), then mutagen's own
+in-place resize moves the audio once more; afterwards the file has mutagen's
+default padding, so the next write fits in place. A symlinked item has its
+target written, the link stays. A ``write`` listener that saves the file
+through mediafile takes the same route; one that edits it with mutagen
+directly (scrub's tag removal) is outside this guarantee.
 """
 
 from __future__ import annotations
@@ -102,7 +134,7 @@ if TYPE_CHECKING:
 # --- the untearable tag write ----------------------------------------------------
 
 TEMP_MARK = b".unmarked-"
-TEMP_SUFFIX = b".tmp"  # the copy route of releases before the backup (leftovers are still removed)
+TEMP_SUFFIX = b".tmp"  # a backup being written (and the copy route of earlier releases): never restored from
 BACKUP_SUFFIX = b".bak"
 _RANDOM_CHARS = 8  # secrets.token_hex(4)
 _NAME_MAX = 255  # bytes in one file name on every filesystem we expect
@@ -154,7 +186,7 @@ _CURRENT: ContextVar[_Write | None] = ContextVar("unmarked_tag_write", default=N
 _install_lock = threading.Lock()
 _originals: dict[str, Any] = {}
 # In place is trusted only while mutagen asks PaddingInfo as checked above;
-# if it ever writes without asking, every later write takes the copy route.
+# if it ever writes without asking, every later write is backed up first.
 _trust = {"in_place": hasattr(PaddingInfo, "_get_padding")}
 _log = logging.getLogger("beets.unmarked")
 
@@ -528,8 +560,8 @@ def _clone_or_copy(src: int, dst: int) -> None:
 
 
 def stale_temps(path: bytes, spare: bytes | None = None) -> list[bytes]:
-    """What killed writes of ``path`` left: temp files of the old copy route and
-    backups, beside it (or beside its symlink's target) and in ``spare``."""
+    """What killed writes of ``path`` left: temp files (an unfinished backup,
+    the copy route of earlier releases) and backups, beside it (or beside its symlink's target) and in ``spare``."""
     found: list[bytes] = []
     for place in dict.fromkeys([path, os.path.realpath(path)]):
         directory, name = os.path.split(place)

@@ -1,9 +1,11 @@
 """Settling the journal after a crash (see journal.py for what it holds).
 
 The intents left when a job claims the library belonged to a process that
-died. ``reconcile`` repairs paths from what is on disk, removes the temp
-files a killed copy or tag write left (files.py), then rewrites the tags of
-files whose write was not recorded from the library's values.
+died. ``reconcile`` repairs paths from what is on disk, puts a file a killed
+tag write may have torn back from its backup (in place, files.py) unless the
+library's commit holds that write, removes the temp files and backups a
+killed copy or tag write left, then rewrites the tags of files whose write
+was not recorded from the library's values.
 
 Repair never blocks a run: an entry whose file cannot be repaired (gone,
 unreadable, in a directory we cannot write) is reported once, with the item,
