@@ -25,7 +25,9 @@ import mediafile
 import pytest
 from beets.library import Item
 
-from beetsplug.unmarked.jobs import store_path
+from beetsplug.unmarked.files import write_fields
+from beetsplug.unmarked.jobs import JobStore, store_path
+from beetsplug.unmarked.journal import Journal, pending, tags_entry
 
 from .fulltracks import full_track, samples_hash
 from .libenv import LibraryEnv
@@ -201,3 +203,55 @@ def test_with_no_place_for_a_backup_the_write_is_done_unprotected_and_says_so(en
     for track in tracks:
         assert_identity_kept(env, track)
     assert blocker.read_text() == "not a directory"
+
+
+# --- after a kill ----------------------------------------------------------------------------
+
+
+def interrupted_write(env: LibraryEnv, track: Track, new_title: str) -> Path:
+    """What a run killed in the middle of a growing write leaves, made
+    certain rather than aimed at: its journal entry (written before the
+    write), the backup, and the file already written. Returns the backup."""
+    item = env.item(track.item_id)
+    store = JobStore(store_path(env.lib))
+    Journal(store, 1).intend_many([tags_entry(item.id, item.path, {"title": [item.title, new_title]})])
+    written = write_fields(item.path, {"title": new_title}, id3v23=False, keep_backup=True)
+    assert written.route == "backed up" and written.backup is not None
+    return Path(os.fsdecode(written.backup))
+
+
+def test_a_torn_file_is_put_back_from_its_backup_in_place_by_the_next_run(env: LibraryEnv) -> None:
+    """The file cut short in the middle of its audio (where a kill during
+    mutagen's move leaves it): the next run's repair puts its bytes back from
+    the backup, in place (same inode, both links, xattrs, ACL), then the run
+    writes it again."""
+    env.configure(unmarked={"feat_format": "featuring"})
+    track = identity_track(env, "Torn.flac", env.lib_path / "in")
+    backup = interrupted_write(env, track, "Torn.flac featuring Guest")
+    os.truncate(track.path, track.path.stat().st_size // 2)
+
+    result = env.beet("normalize-unmarked")
+
+    assert f"item {track.item_id}: a tag write was interrupted; {track.path} was put back" in result.stderr
+    assert "1 processed, 1 succeeded" in result.stdout
+    assert not backup.exists() and backups(env.temp_path) == []
+    assert_identity_kept(env, track)
+    assert pending(JobStore(store_path(env.lib))) == []
+
+
+def test_a_recorded_write_keeps_its_file_and_loses_its_backup(env: LibraryEnv) -> None:
+    """Killed after the commit, before the backup was removed: the library
+    holds the write, so it was complete; the backup is only removed."""
+    env.configure(unmarked={"feat_format": "featuring"})
+    track = identity_track(env, "Done.ogg", env.lib_path / "in")
+    backup = interrupted_write(env, track, "Done.ogg featuring Guest")
+    item = env.item(track.item_id)
+    item.title = "Done.ogg featuring Guest"
+    item.store()  # the commit
+    data = track.path.read_bytes()
+
+    result = env.beet("normalize-unmarked")
+
+    assert "put back" not in result.stderr and not backup.exists()
+    assert track.path.read_bytes() == data
+    assert_identity_kept(env, track)

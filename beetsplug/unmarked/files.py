@@ -407,7 +407,10 @@ class _WholeWrites(io.FileIO):
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         while view:
-            view = view[super().write(view) or 0:]
+            written = super().write(view)
+            if not written:
+                raise OSError(errno.EIO, "the write made no progress", self.name)
+            view = view[written:]
         return len(data)
 
 
