@@ -391,10 +391,17 @@ def _save_behind_a_backup(mf: MediaFile, save: Any, kwargs: dict[str, Any], writ
         except BaseException as exc:
             if write.backup is not None:
                 _put_back(write, original.fileno())
+            if write.route == "unprotected":
+                outcome = "the file may be damaged (no backup copy could be made)"
+            elif write.backup is None:
+                outcome = "the file is unchanged"  # (put back from its backup)
+            else:
+                outcome = (f"the file could not be put back from its backup copy {os.fsdecode(write.backup)}: "
+                           "copy that over it")
             if isinstance(exc, UnreadableFileError):
-                raise UnreadableFileError(name, f"{exc.args[0]}; the file is unchanged") from exc
+                raise UnreadableFileError(name, f"{exc.args[0]}; {outcome}") from exc
             if isinstance(exc, OSError):
-                raise UnreadableFileError(name, f"{exc.strerror or exc}; the file is unchanged") from exc
+                raise UnreadableFileError(name, f"{exc.strerror or exc}; {outcome}") from exc
             raise
 
 
