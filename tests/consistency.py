@@ -8,7 +8,8 @@ from pathlib import Path
 from beets.library import Item
 
 from beetsplug.unmarked.jobs import JobStore, store_path
-from beetsplug.unmarked.journal import pending
+from beetsplug.unmarked.journal import ITEM, pending
+from beetsplug.unmarked.moves import same_file
 from beetsplug.unmarked.normalize import Rules
 
 from .audio import read_tags
@@ -20,14 +21,20 @@ def all_items(env: LibraryEnv) -> list[Item]:
 
 
 def files_accounted_for(env: LibraryEnv, *roots: Path) -> None:
-    """No file lost or duplicated: as many audio files as items, each one an
-    item's path or the journaled destination of a move the next run settles."""
+    """Right after a kill: every item's path exists (a move is visible only
+    with its commit), and no file is lost or duplicated - a file on disk that
+    no item names is the second name of a journaled move of an item (the same
+    file as that item's: a link, or a whole copy), which the next run removes."""
     items = all_items(env)
     on_disk = {os.fsencode(p) for p in audio_files(*roots)}
-    moving_to = {m.entity: m.dst for m in pending(JobStore(store_path(env.lib)))}
-    assert len(on_disk) == len(items), f"{len(on_disk)} files for {len(items)} items"
-    for item in items:
-        assert item.path in on_disk or moving_to.get(item.id) in on_disk, f"item {item.id}: file lost"
+    moves = {(m.entity, m.src, m.dst) for m in pending(JobStore(store_path(env.lib))) if m.kind == ITEM}
+    missing = [item.id for item in items if item.path not in on_disk]
+    assert missing == [], f"items pointing at missing files: {missing[:5]}"
+    named = {item.path: item for item in items}
+    for extra in sorted(on_disk - set(named)):
+        owners = [named.get(src if extra == dst else dst) for _, src, dst in moves if extra in (src, dst)]
+        assert any(owner is not None and same_file(owner.path, extra) for owner in owners), \
+            f"{os.fsdecode(extra)}: a file no item names, not the other name of a journaled move"
 
 
 def problems(env: LibraryEnv, *roots: Path) -> dict[str, list[object]]:

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from beetsplug.unmarked.jobs import SCHEMA, JobStore, store_path
-from beetsplug.unmarked.journal import pending
+from beetsplug.unmarked.journal import ITEM, pending
 
 from .consistency import consistent
-from .gates import library_write_lock, wait_for
+from .gates import library_write_lock, store, wait_for
 from .libenv import LibraryEnv
 from .servers import beet_web, web_settings
 from .shared import add_many, start_beet
@@ -114,10 +114,14 @@ def album_edit_while_the_first_batch_commits(env: LibraryEnv, *, edited: int, he
     edit = AlbumEdit(env, albums[edited], "mood", "calm")  # holds the write lock: the first commit waits
     try:
         run = start_beet(env, "-v", "rename-unmarked")
-        # The helper moves the first batch's files, then (in order) computes the
-        # look-ahead wave's destinations; the parent meanwhile waits for the lock.
-        moved = lambda: all(not os.path.exists(env.item(i).path) for i in first_batch)  # noqa: E731
-        wait_for(moved, "the first batch's files to move", alive=lambda: run.poll() is None)
+        # The helper places the first batch's files at their destinations (the
+        # old names go after the commit), then (in order) computes the look-ahead
+        # wave's destinations; the parent meanwhile waits for the lock.
+        def placed() -> bool:
+            moves = {m.entity: m.dst for m in pending(store(env)) if m.kind == ITEM}
+            return all(i in moves and os.path.exists(moves[i]) for i in first_batch)
+
+        wait_for(placed, "the first batch's files to move", alive=lambda: run.poll() is None)
         time.sleep(1.0)  # the helper's next request (a few destinations) takes milliseconds
         edit.commit()
     finally:

@@ -369,9 +369,10 @@ def test_a_lost_claim_stops_forward_work_and_puts_the_batch_back(env: LibraryEnv
 
 
 def test_an_undo_that_cannot_finish_keeps_its_intents_and_says_so(env: LibraryEnv) -> None:
-    """The claim is lost at the commit and the files cannot go back (their old
-    directory became unwritable): the journal keeps those intents, the message
-    says so, and the next run settles them."""
+    """The claim is lost at the commit and the files cannot go back (the
+    directory that got their new names became unwritable, so those names
+    cannot be removed): the journal keeps those intents, the message says so,
+    and the next run settles them."""
     ids = [env.add_track(f"t{n:02d}.ogg", {"title": f"Song {n}", "artist": "A"}).id for n in range(6)]
     calls = 0
     with ExitStack() as unlock:
@@ -380,7 +381,7 @@ def test_an_undo_that_cannot_finish_keeps_its_intents_and_says_so(env: LibraryEn
             nonlocal calls
             calls += 1
             if calls == 7:
-                unlock.enter_context(read_only(env.incoming))
+                unlock.enter_context(read_only(env.lib_path / "Singles"))
                 raise ClaimLost("another process owns this library now (test)")
 
         summary = engine(env, "rename", guard=guard).run(ids, Recorder())

@@ -66,7 +66,9 @@ class Touch(Tracker):
     write_known: bool = False  # its worker reported the write done: the file is whole
     backup: bytes | None = None  # the write's backup (files.py): removed once the commit records the write
     moved: bool = False  # the file is at ``item.path``, no longer at ``src``
+    linked: bool = False  # moved, and ``src`` still names the file too, until after the commit (moves.py)
     intents: list[int] = field(default_factory=list)
+    move_intent: int | None = None  # of those, its move's (kept until the old name is gone when ``linked``)
 
     def fail(self, error: str) -> None:
         """One item's trouble never stops the run: it is reported, unmarked;
@@ -114,7 +116,9 @@ class Batch:
     results: list[ItemResult] = field(default_factory=list)  # what is reported, once every outcome is known
     touches: list[Touch] = field(default_factory=list)
     taken: set[bytes] = field(default_factory=set)  # destinations promised in this batch
+    adopted: set[bytes] = field(default_factory=set)  # of those, already holding the item's file (Planner.place)
     vacated: set[bytes] = field(default_factory=set)  # directories items left
+    placed: set[bytes] = field(default_factory=set)  # directories that got names: synced before the commit
     albums: set[int] = field(default_factory=set)  # albums whose items moved (art follows)
     pending: Wave | None = None  # begun, to finish before the commit
     versions: set[int] = field(default_factory=set)  # the library's data_version at each read of the batch's rows

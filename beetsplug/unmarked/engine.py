@@ -54,6 +54,7 @@ from .errors import Cancelled, Terminated
 from .executor import Executor
 from .files import drop_backup
 from .journal import NoJournal
+from .moves import sync_dirs
 from .planner import Planner
 from .results import ItemResult, Summary, readable
 from .signals import signals_deferred
@@ -125,7 +126,7 @@ class Engine:
         self.clutter = beets.config["clutter"].as_str_seq()
         self.planner = Planner(lib, op, rules, force=force, pretend=pretend, log=log)
         self.executor = Executor(lib, op, self.planner, journaled, guard=self.guard, log=log, claim=claim,
-                                 id3v23=id3v23)
+                                 id3v23=id3v23, clutter=self.clutter)
         self.committer = Committer(lib, journaled, self.planner, guard=self.guard, log=log,
                                    attempts=settings.commit_attempts, pretend=pretend)
         self.undo = Undo(lib, journaled, log=log, id3v23=id3v23, clutter=self.clutter,
@@ -176,6 +177,7 @@ class Engine:
                     self.executor.start(len(ids))
                 if self._run_chunks(ids, summary, sink, stop):
                     summary.status = "cancelled"
+                self.executor.release_all()
                 self._account(ids, summary)
             except BaseException as exc:
                 with signals_deferred():  # a second Ctrl-C must not cut the undo short
@@ -268,9 +270,11 @@ class Engine:
             self._ahead = self.waves.look_ahead(ahead)
         self.executor.drain_files()  # every file of the batch reported before its commit
         batch.results = batch.known()
+        sync_dirs(batch.placed)  # the names the commit records survive a power cut it survives
         conflicted = self.committer.commit(batch, albums)
         done = [touch for touch in batch.touches if touch not in conflicted]
         self._drop_backups(done)  # before their intents: a kill in between leaves them to the repair
+        self.executor.committed(done)  # their old names go at the end of the run (Executor.committed)
         self.journal.forget([intent for touch in done for intent in touch.intents])
         for touch in done:
             touch.intents = []
@@ -352,6 +356,10 @@ class Engine:
                 undone += 1
             else:
                 problems.append(f"{readable(touch.item.path)}: {problem}")
+        try:  # the old names of what earlier batches committed
+            self.executor.release_all()
+        except Exception as problem:  # their intents stay: the next run's repair removes them
+            self.log.debug("could not remove the old names of moved files: {}", problem)
         parts = [reason]
         if worked and not batch.committed:
             parts.append(f"the last batch of {len(worked)} item{'s' if len(worked) != 1 else ''} was undone on disk "

@@ -30,6 +30,7 @@ from .batch import Handed, ItemError, Touch
 from .beets_compat import listens, set_field
 from .errors import ClaimLost, RunAborted
 from .journal import ITEM, tags_entry
+from .moves import Leftovers, release, sync_dirs
 from .results import readable
 from .signals import signals_deferred
 from .states import HANDED, UNTRIED
@@ -58,9 +59,11 @@ class Executor:
     """The run's worker and the file work handed to it (construct per run)."""
 
     def __init__(self, lib: Library, op: Operation, planner: Planner, journal: Journal | NoJournal, *,
-                 guard: Callable[[], None], log: BeetsLogger, claim: LibraryLock | None, id3v23: bool) -> None:
+                 guard: Callable[[], None], log: BeetsLogger, claim: LibraryLock | None, id3v23: bool,
+                 clutter: Sequence[str] = ()) -> None:
         self.lib, self.op, self.planner, self.journal = lib, op, planner, journal
-        self.guard, self.log, self.claim, self.id3v23 = guard, log, claim, id3v23
+        self.guard, self.log, self.claim, self.id3v23, self.clutter = guard, log, claim, id3v23, clutter
+        planner.free = self.free  # a destination that is an old name this run holds is freed, not renamed around
         self.cancelled: Callable[[], bool] = lambda: False  # the run's cancel flag: asked while a wait is long
         self.helper: helpers.Helper | None = None  # the helper process, if the run has one (its worker)
         self._worker: Worker | None = None
@@ -68,6 +71,8 @@ class Executor:
         self._keys = itertools.count()
         self._found: deque[list[Any]] = deque()  # the helper's destinations, not yet taken by their wave
         self._made: set[bytes] = set()  # directories this run has made or found (until the next prune)
+        self._leftovers = Leftovers()
+        self._releases: dict[bytes, tuple[bytes, int]] = {}  # old name -> (new path, move intent): ``committed``
 
     # --- the worker ---------------------------------------------------------------
 
@@ -214,7 +219,8 @@ class Executor:
                 plugins.send("before_item_moved", item=item, source=touch.src, destination=handed.dest)
             key = next(self._keys)
             self._handed[key] = handed
-            tasks.append(FileTask(key, touch.src, handed.tags, handed.dest, spare if handed.tags else None))
+            tasks.append(FileTask(key, touch.src, handed.tags, handed.dest, adopt=handed.dest in batch.adopted,
+                                  spare=spare if handed.tags else None))
         self._worker.send_files(tasks)
 
     def _plan(self, touch: Touch, batch: Batch, found: dict[int, bytes | ItemError]) -> Handed | None:
@@ -226,7 +232,8 @@ class Executor:
                 raise known
             dest = self.planner.place(touch, batch, known) if self.op.rename else None
             if dest is not None:
-                self._make_dirs(dest)
+                self._make_dirs(dest, batch)
+                self._leftovers.clear(dest)
         except (RunAborted, sqlite3.Error):
             raise
         except Exception as exc:
@@ -271,9 +278,11 @@ class Executor:
         touch, item, intent = handed.touch, handed.touch.item, handed.move_intent
         assert handed.dest is not None
         assert intent is not None
-        if done.where == "dst":
+        if done.where in ("dst", "both"):
             set_field(item, "path", handed.dest)
-            touch.moved = True
+            touch.moved, touch.linked = True, done.where == "both"
+            touch.move_intent = intent
+            handed.batch.placed.add(os.path.dirname(handed.dest))
             vacate(handed.batch, item, touch.src)
             plugins.send("item_moved", item=item, source=touch.src, destination=handed.dest)
         elif done.where == "src":
@@ -283,15 +292,61 @@ class Executor:
         else:  # unsure: left in the journal for the next run's repair
             touch.intents.remove(intent)
 
-    def _make_dirs(self, dest: bytes) -> None:
+    def _make_dirs(self, dest: bytes, batch: Batch) -> None:
+        """The destination's directory, made if missing; the parents of those
+        made are synced with the batch (``placed``), so they survive a power
+        cut the commit survives."""
         directory = os.path.dirname(dest)
         if directory not in self._made:
-            if not os.path.isdir(util.syspath(directory)):  # (there, so are its parents: nothing to make)
+            missing = []
+            while not os.path.isdir(util.syspath(directory)):  # (there, so are its parents: nothing to make)
+                missing.append(directory)
+                directory = os.path.dirname(directory)
+            if missing:
                 util.mkdirall(dest)
-            self._made.add(directory)
+                batch.placed.update(os.path.dirname(made) for made in missing)
+            self._made.add(os.path.dirname(dest))
 
     def pruned(self) -> None:
         """Directories were pruned: any this run made may be gone."""
+        self._made.clear()
+
+    # --- the old names of moved files (moves.py) --------------------------------------
+
+    def committed(self, touches: Sequence[Touch]) -> None:
+        """The library has these items' new paths: their old names are removed
+        at the end of the run (``release_all``), not now. A `beet update`
+        running beside the job read the library before this commit; until
+        the run ends, the paths it read still exist, so it deletes nothing.
+        The move's intent stays in the journal until the name is gone."""
+        for touch in touches:
+            if touch.linked and touch.move_intent is not None:
+                self._releases[touch.src] = (touch.item.path, touch.move_intent)
+                touch.intents.remove(touch.move_intent)
+                touch.linked, touch.move_intent = False, None
+
+    def free(self, path: bytes) -> bool:
+        """``path`` is the old name of an item this run moved: remove it now
+        (another item's destination); whether it was one."""
+        held = self._releases.pop(path, None)
+        if held is None:
+            return False
+        release(held[0], path)
+        sync_dirs([os.path.dirname(path)])
+        self.journal.forget([held[1]])
+        return True
+
+    def release_all(self) -> None:
+        """Remove the old names of every file the run moved (see ``committed``);
+        their directories are synced, then the journal forgets the moves and
+        the emptied directories are pruned."""
+        held, self._releases = self._releases, {}
+        for old, (new, _) in held.items():
+            release(new, old)
+        sync_dirs(os.path.dirname(old) for old in held)
+        self.journal.forget([intent for _, intent in held.values()])
+        for directory in {os.path.dirname(old) for old in held}:
+            util.prune_dirs(directory, self.lib.directory, clutter=self.clutter)
         self._made.clear()
 
 

@@ -17,12 +17,14 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from beets import util
+from beets.dbcore.query import PathQuery
 from beets.library import Item
 
 from . import stored
 from .batch import ItemError, Touch, describe
 from .beets_compat import listens, media_fields, path_format_chooser
 from .errors import RunAborted
+from .moves import same_file, second_name
 from .operations import RENAMED
 from .results import ItemResult, readable
 
@@ -61,6 +63,7 @@ class Planner:
         self.markers = op.markers
         self.unreported: dict[int, float] = {}  # resuming: items the stopped run marked (and when), unreported
         self._chooser: Callable[[Item], bytes] | None = None  # path formats, parsed once (in the run)
+        self.free: Callable[[bytes], bool] = lambda path: False  # removes an old name the run holds (executor)
         self._media_fields = media_fields()
         # Only the changed fields are written, unless a plugin edits the tags
         # beets passes with its ``write`` event (zero, scrub, ...): then every field.
@@ -167,14 +170,28 @@ class Planner:
         # exists, so one stat answers the usual case: free, and not the file.
         if dest == touch.src:
             return None
-        if os.path.exists(util.syspath(dest)):
-            if util.samefile(dest, touch.src):
+        if os.path.exists(util.syspath(dest)) and not self.free(dest):
+            if util.samefile(dest, touch.src) and not second_name(touch.src, dest):
                 return None
+            if second_name(touch.src, dest) or self._own_copy(touch.src, dest):
+                batch.taken.add(dest)
+                batch.adopted.add(dest)
+                return dest  # left by a move cut short (moves.py): taken as placed, the source goes
             dest = unique_destination(dest, batch.taken)
         elif dest in batch.taken:
             dest = unique_destination(dest, batch.taken)
         batch.taken.add(dest)
         return dest
+
+    def _own_copy(self, src: bytes, dest: bytes) -> bool:
+        """``dest`` holds exactly the bytes of ``src`` and no item names it: a
+        copy across filesystems that a move cut short left at the item's
+        destination, its journal entry lost with a job store moved aside
+        (README). Taken as placed: nothing is lost either way, where a
+        unique name (``.1``) would leave the copy behind for good."""
+        if self.lib.items(PathQuery("path", dest)).get() is not None:
+            return False
+        return same_file(src, dest)
 
     def find(self, touch: Touch, found: dict[int, bytes | ItemError]) -> None:
         """The touch's destination, or the error computing it, into ``found``."""

@@ -17,7 +17,6 @@ Log calls pass paths as ``{}`` arguments: beets' logger runs
 
 from __future__ import annotations
 
-import filecmp
 import os
 from collections.abc import Callable
 from contextlib import suppress
@@ -29,6 +28,7 @@ from beets import util
 from . import journal
 from .beets_compat import music_dir
 from .files import remove_stale_temps, settle_backups, write_tags
+from .moves import release, sync_dirs
 from .recovery import put_back_fields, remove_partial_copies, same_value
 from .transaction import atomic
 
@@ -70,28 +70,39 @@ def _exists(path: bytes) -> bool:
     return os.path.exists(util.syspath(path))
 
 
-def _moved(entity: Item | Album, intent: Intent) -> bool:
-    """Decide one intent: True when the entity must point at ``dst``."""
-    if entity[journal.PATH_FIELD[intent.kind]] != intent.src:
-        return False  # stored already (== dst) or changed by someone since
+def _moved(entity: Item | Album, intent: Intent, emptied: list[bytes]) -> bool:
+    """Decide one intent: True when the entity must point at ``dst``.
+
+    A move that left the file at both names (moves.py: a link or a copy, the
+    source removed after the commit) keeps the name the library holds and
+    loses the other, so the library's path exists at every step; the
+    directory a name was removed from goes into ``emptied`` (to prune)."""
+    path = entity[journal.PATH_FIELD[intent.kind]]
+    if path == intent.dst:  # committed: the source name may be left
+        if release(intent.dst, intent.src):
+            sync_dirs([os.path.dirname(intent.src)])
+            emptied.append(os.path.dirname(intent.src))
+        return False
+    if path != intent.src:
+        return False  # changed by someone since
     src, dst = _exists(intent.src), _exists(intent.dst)
     if dst and src:
-        if not filecmp.cmp(util.syspath(intent.src), util.syspath(intent.dst), shallow=False):
-            return False  # dst is someone else's file: keep ours at src
-        # A cross-device move copied but did not remove the source yet. Remove
-        # it before storing: if we die in between, the next pass sees src gone.
-        os.remove(util.syspath(intent.src))
+        if release(intent.src, intent.dst):  # not committed: the library's name stays
+            sync_dirs([os.path.dirname(intent.dst)])
+            emptied.append(os.path.dirname(intent.dst))
+        return False  # (a different file at dst is someone else's: ours stays at src)
     return dst  # not moved (or both gone: nothing to point at) unless dst is there
 
 
 def _repair_paths(lib: Library, intents: list[Intent], log: Log) -> int:
     repaired: list[tuple[Item | Album, Intent]] = []
+    emptied: list[bytes] = []
     for intent in intents:
         getter = lib.get_item if intent.kind == journal.ITEM else lib.get_album
         entity = getter(intent.entity)  # a library error stops the repair; entries are kept
         try:
             remove_partial_copies(intent.dst)
-            if entity is None or not _moved(entity, intent):
+            if entity is None or not _moved(entity, intent, emptied):
                 continue
         except Exception as exc:  # this entry's files only: report, set aside, go on
             _set_aside(log, intent, intent.src, "the path repair", exc)
@@ -105,9 +116,9 @@ def _repair_paths(lib: Library, intents: list[Intent], log: Log) -> int:
             for entity, _ in repaired:
                 entity.store()
     clutter = beets.config["clutter"].as_str_seq()
-    for _, intent in repaired:
+    for directory in [os.path.dirname(intent.src) for _, intent in repaired] + emptied:
         with suppress(OSError):
-            util.prune_dirs(os.path.dirname(intent.src), lib.directory, clutter=clutter)
+            util.prune_dirs(directory, lib.directory, clutter=clutter)
     return len(repaired)
 
 

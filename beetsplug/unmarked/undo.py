@@ -33,6 +33,7 @@ from .beets_compat import set_field
 from .errors import RunAborted, Terminated
 from .files import remove_stale_temps, settle_backups
 from .journal import ITEM
+from .moves import release, sync_dirs
 from .recovery import put_back_fields, where_after_failed_move
 from .states import COMMITTED, UNDONE
 from .transaction import LibraryLockedError
@@ -86,6 +87,8 @@ class Undo:
             found = None
         fresh = found[1] if found is not None else None
         where = fresh.path if fresh is not None else touch.src
+        if touch.linked:
+            self._unlink(touch, where)
         if touch.moved and not util.samefile(item.path, where):
             if where != touch.src:
                 raise ItemError(f"the library now says {util.displayable_path(where)} (another program "
@@ -102,6 +105,22 @@ class Undo:
             changes = self._media_changes(touch.changes)
             put_back_fields(item.path, changes, {key: model.get(key) for key in changes}, self.id3v23)
             touch.wrote = False
+
+    def _unlink(self, touch: Touch, where: bytes) -> None:
+        """The file has both names (moves.py): keep the one the library says
+        (``where``), remove the other. If that cannot be done by removing a
+        name (one of them is gone), the move is put back as a move."""
+        item, src = touch.item, touch.src
+        touch.linked = False
+        if where == src and release(src, item.path):
+            util.prune_dirs(os.path.dirname(item.path), self.lib.directory, clutter=self.clutter)
+            item.path, touch.moved = src, False
+            sync_dirs([os.path.dirname(touch.dest or src)])
+        elif where == item.path:
+            release(item.path, src)
+            sync_dirs([os.path.dirname(src)])
+        elif where == src and os.path.exists(util.syspath(src)) and not os.path.exists(util.syspath(item.path)):
+            item.path, touch.moved = src, False  # (the new name was removed by someone else)
 
     def _move_back(self, touch: Touch) -> None:
         item, src = touch.item, touch.src

@@ -28,6 +28,7 @@ from beets.util import FilesystemError
 from .beets_compat import FileOperationError
 from .errors import ClaimLost
 from .files import write_fields
+from .moves import place
 from .recovery import where_after_failed_move
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class FileTask:
     src: bytes
     tags: dict[str, Any] | None
     dest: bytes | None
+    adopt: bool = False  # ``dest`` already holds the file (see ``Planner.place``)
     spare: bytes | None = None  # where a backup goes if the file's directory refuses it (files.py)
 
 
@@ -55,7 +57,9 @@ class FileDone:
     mtime: int | None = None  # of the written file, as ``Item.current_mtime`` gives it
     backup: bytes | None = None  # the written file's backup (a resizing write): removed after the commit
     warning: str | None = None  # the write was not protected against a kill: why (the engine logs it)
-    where: str | None = "src"  # the file after its move: "src", "dst", or None if that is unsure
+    # The file after its move: "src" (not moved), "both" (placed at the destination,
+    # the source name goes after the commit: moves.py), "dst" (moved), None (unsure).
+    where: str | None = "src"
     move_error: str | None = None
     lost: str | None = None  # the claim was lost before this item: nothing done
 
@@ -91,9 +95,10 @@ def describe(exc: BaseException, file: str) -> str:
 def file_work(task: FileTask, id3v23: bool) -> FileDone:
     """Do one task: the changed tags (untearable, ``files.write_fields``; a
     resizing write's backup is kept and reported, for the engine to remove
-    after its commit), then beets' ``util.move``. A write that fails leaves
-    the file as it was and stops the item there; a failed move says where
-    the file is."""
+    after its commit), then the file placed at its destination
+    (``moves.place``: the source name is removed after the commit). A write
+    that fails leaves the file as it was and stops the item there; a failed
+    move says where the file is."""
     done = FileDone(task.key)
     file = util.displayable_path(task.src)
     if task.tags is not None:
@@ -109,7 +114,7 @@ def file_work(task: FileTask, id3v23: bool) -> FileDone:
             done.mtime = None
     if task.dest is not None:
         try:
-            util.move(task.src, task.dest)
+            placed = place(task.src, task.dest, adopt=task.adopt)
         except Exception as exc:
             done.move_error = describe(exc, file)
             try:
@@ -117,7 +122,7 @@ def file_work(task: FileTask, id3v23: bool) -> FileDone:
             except OSError:
                 done.where = None
         else:
-            done.where = "dst"
+            done.where = placed
     return done
 
 
