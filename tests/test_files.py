@@ -355,8 +355,9 @@ def test_repair_sets_aside_a_file_that_is_gone_and_logs_braces_as_they_are(env: 
 
 
 def test_repair_sets_aside_a_move_it_cannot_finish(env: LibraryEnv) -> None:
-    """A cross-device move killed after its copy, before removing the source,
-    in a directory that has become unwritable: reported and set aside, the run goes on."""
+    """A move killed after its copy, before its commit, whose new name is in a
+    directory that has become unwritable (so the name the library does not
+    hold cannot be removed): reported and set aside, the run goes on."""
     braced_tracks(env, 6)
     env.configure(unmarked={"feat_format": "featuring", "batch_seconds": 30})
     kill_with_pending(env)  # a dead job, as the journal knows it
@@ -367,7 +368,7 @@ def test_repair_sets_aside_a_move_it_cannot_finish(env: LibraryEnv) -> None:
     dst.write_bytes(Path(os.fsdecode(stuck.path)).read_bytes())
     Journal(store, newest_job(store)).intend_many([("item", stuck.id, stuck.path, os.fsencode(dst))])
 
-    with read_only(Path(os.fsdecode(stuck.path)).parent):
+    with read_only(dst.parent):
         second = env.beet("normalize-unmarked", check=False)
 
     assert "Traceback" not in second.stderr
@@ -391,8 +392,9 @@ def test_path_repairs_log_braces_as_they_are(env: LibraryEnv) -> None:
     second = env.beet("process-unmarked")
 
     assert "Logging error" not in second.stderr and "Traceback" not in second.stderr
-    for move in moved:
-        assert f"item {move.entity}: moved to {os.fsdecode(move.dst)} but not recorded; path repaired" in second.stderr
+    for move in moved:  # placed (moves.py), not recorded: the name the library does not hold goes
+        assert (f"item {move.entity}: placed at {os.fsdecode(move.dst)} but not recorded; that name removed, "
+                f"the file stays at {os.fsdecode(move.src)}") in second.stderr
     assert temps(env.lib_path) == []
     consistent(env, env.lib_path)
 

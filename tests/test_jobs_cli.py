@@ -18,7 +18,9 @@ def test_status_counts_per_operation(env: LibraryEnv) -> None:
     add_many(env, 5)
     env.beet("mark", "--op", "rename", f"id:{env.ids()[0]}")
     lines = env.beet("unmarked-status").stdout.splitlines()
-    assert lines == ["process    5 unmarked", "rename     4 unmarked", "normalize  5 unmarked", "no job running"]
+    assert lines == ["process    5 unmarked", "rename     4 unmarked", "normalize  5 unmarked",
+                     "renamed    0 stale (made under another path configuration: rename-unmarked checks them again)",
+                     "no job running"]
 
 
 def test_jobs_are_listed_and_a_record_shows_failures_first(env: LibraryEnv) -> None:

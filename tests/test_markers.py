@@ -10,6 +10,7 @@ import pytest
 from beets.dbcore.query import AndQuery, NotQuery
 
 from beetsplug.unmarked import markers
+from beetsplug.unmarked.layout import LAYOUT
 from beetsplug.unmarked.selection import parse_query
 
 from .audio import MESSY_TRACKS
@@ -182,11 +183,21 @@ def test_batch_write_is_one_commit(env: LibraryEnv) -> None:
 @pytest.mark.parametrize("pattern", ["true", "false", "rename", "normalize", "process"])
 @pytest.mark.parametrize("negate", [False, True])
 def test_sql_clause_agrees_with_python_match(env: LibraryEnv, pattern: str, negate: bool) -> None:
-    """The SQL answer equals beets' Python-side evaluation, and stays SQL when combined."""
-    items = [env.add_item(title=f"t{i}", artist="x" if i % 2 else "y") for i in range(8)]
+    """The SQL answer equals beets' Python-side evaluation, and stays SQL when
+    combined; ``renamed`` markers made under another path configuration (stale),
+    without a fingerprint (an older release's) or a fingerprint left alone included."""
+    items = [env.add_item(title=f"t{i}", artist="x" if i % 2 else "y") for i in range(14)]
     markers.set_markers(env.lib, [i.id for i in items[0:2]], ("renamed",))
     markers.set_markers(env.lib, [i.id for i in items[2:4]], ("normalized",))
     markers.set_markers(env.lib, [i.id for i in items[4:6]], ("renamed", "normalized"))
+    markers.set_markers(env.lib, [i.id for i in items[8:14]], ("renamed", "normalized"))
+    with sqlite3.connect(env.settings["library"]) as conn:
+        conn.executemany("UPDATE item_attributes SET value = 'another' WHERE entity_id = ? AND key = ?",
+                         [(i.id, LAYOUT) for i in items[8:10]])  # stale
+        conn.executemany("DELETE FROM item_attributes WHERE entity_id = ? AND key = ?",
+                         [(i.id, LAYOUT) for i in items[10:12]])  # an older release's
+        conn.executemany("DELETE FROM item_attributes WHERE entity_id = ? AND key = 'renamed'",
+                         [(i.id,) for i in items[12:14]])  # a fingerprint without its marker
     query = parse_query(env.lib, [("^" if negate else "") + f"unmarked:{pattern}", "artist:x"])
     assert query.clause()[0] is not None, "combined query must stay in SQL"
     assert isinstance(query, AndQuery)

@@ -90,10 +90,17 @@ def test_a_job_store_deleted_mid_run_stops_the_job_and_admits_no_second(env: Lib
         # helper process may do the file work after the journaling): waiting to commit
         wait_for(lambda: len(pending(store(env))) == 20 and len(audio_files(env.lib_path)) == 10,
                  "the batch to wait at its commit")
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(path + suffix):
-                os.remove(path + suffix)
-        second = env.beet("normalize-unmarked", check=False)
+        # Held still while the second asks: its next fencing check (at its next
+        # commit attempt, up to beets' timeout later) would end it, and a job
+        # that has ended admits the next one rightly.
+        first.send_signal(signal.SIGSTOP)
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(path + suffix):
+                    os.remove(path + suffix)
+            second = env.beet("normalize-unmarked", check=False)
+        finally:
+            first.send_signal(signal.SIGCONT)
         assert second.returncode == 1 and "is running on this library" in second.stderr, second.stderr
     out, err = first.communicate(timeout=120)
     assert first.returncode == 1, out + err

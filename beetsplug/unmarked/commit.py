@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import stored
 from .beets_compat import dirty_flags, restore_dirty_flags, set_field, store_many
 from .journal import UNREPORTED
+from .layout import LAYOUT
 from .operations import RENAMED
 from .signals import signals_deferred
 from .states import COMMITTED, CONFLICTED
@@ -57,6 +58,8 @@ class Committer:
         for touch in storing:
             for marker in touch.markers:
                 set_field(touch.item, marker, now)
+            if RENAMED in touch.markers:  # with the configuration it was placed under (layout.py)
+                set_field(touch.item, LAYOUT, self.planner.layout)
             if touch.wrote and RENAMED not in touch.markers:
                 self.planner.keep_renamed_honest(touch.item)
         if not batch.unreported:

@@ -77,7 +77,8 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 """
 # Columns added after the first release; stores made by it get them on open.
-ADDED_COLUMNS = {"ids": "BLOB", "resumed": "TEXT", "compacted": "INTEGER NOT NULL DEFAULT 0"}
+# ``layout``: the path configuration the job was started under (JSON, layout.py).
+ADDED_COLUMNS = {"ids": "BLOB", "resumed": "TEXT", "compacted": "INTEGER NOT NULL DEFAULT 0", "layout": "TEXT"}
 # The write-ahead log is checkpointed every ~800 KiB and cut back to 1 MiB, so
 # it does not stay at the size of the largest job the store ever saw.
 WAL_PAGES, WAL_LIMIT = 200, 1 << 20
@@ -205,16 +206,27 @@ class JobStore:
 
     # --- jobs: created under the library lock (see runner.py) ---------------
 
-    def create(self, op: str, query: str, *, force: bool, origin: str) -> int:
-        """A new queued job. Only the holder of the library lock calls this."""
+    def create(self, op: str, query: str, *, force: bool, origin: str,
+               layout: dict[str, Any] | None = None) -> int:
+        """A new queued job, started under the path configuration ``layout``.
+        Only the holder of the library lock calls this."""
         now = time.time()
         with self.transaction() as db:
             self._prune(db)
             return _inserted(db.execute(
-                "INSERT INTO jobs (op, query, force, origin, status, created, host, pid, heartbeat)"
-                " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-                (op, query, int(force), origin, now, HOST, os.getpid(), now),
+                "INSERT INTO jobs (op, query, force, origin, status, created, host, pid, heartbeat, layout)"
+                " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (op, query, int(force), origin, now, HOST, os.getpid(), now,
+                 None if layout is None else json.dumps(layout, ensure_ascii=False)),
             ))
+
+    def layout(self, job: int) -> dict[str, Any] | None:
+        """The path configuration the job was started under (None: a job from
+        before this was recorded)."""
+        rows = self.rows("SELECT layout FROM jobs WHERE id = ?", (job,))
+        if not rows or rows[0]["layout"] is None:
+            return None
+        return json.loads(rows[0]["layout"])
 
     def set_ids(self, job: int, ids: Sequence[int]) -> None:
         """Record the job's items (in order): a job resumed elsewhere needs them."""

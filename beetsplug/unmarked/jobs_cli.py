@@ -3,7 +3,7 @@
     beet unmarked-jobs                 recent jobs, newest first
     beet unmarked-jobs --show ID       one job's record, failed items first
     beet unmarked-jobs --cancel ID     ask a running job to stop (from any terminal)
-    beet unmarked-status               unmarked items per operation; the running job, if any
+    beet unmarked-status               unmarked items per operation, stale renamed markers; the running job
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from beets import ui
 
 from .beets_compat import UserError
 from .jobs import ACTIVE, describe, store_for
-from .markers import unmarked_query
+from .markers import renamed_counts, unmarked_query
 from .operations import OPERATIONS
 from .selection import select_ids
 
@@ -109,6 +109,12 @@ def status_command() -> ui.Subcommand:
     def func(lib: Library, opts: Any, args: list[str]) -> None:
         for name in OPERATIONS:
             ui.print_(f"{name:<10} {len(select_ids(lib, unmarked_query(name)))} unmarked")
+        renamed = renamed_counts(lib)
+        ui.print_(f"renamed    {renamed['stale']} stale (made under another path configuration: "
+                  "rename-unmarked checks them again)")
+        if renamed["unknown"]:
+            ui.print_(f"renamed    {renamed['unknown']} without a configuration fingerprint "
+                      "(made by an older release: taken as made under this one)")
         active = store_for(lib).active()
         ui.print_(f"running: {describe(active)}" if active else "no job running")
 

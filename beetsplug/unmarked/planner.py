@@ -20,7 +20,7 @@ from beets import util
 from beets.dbcore.query import PathQuery
 from beets.library import Item
 
-from . import stored
+from . import layout, markers, stored
 from .batch import ItemError, Touch, describe
 from .beets_compat import listens, media_fields, path_format_chooser
 from .errors import RunAborted
@@ -68,6 +68,9 @@ class Planner:
         # Only the changed fields are written, unless a plugin edits the tags
         # beets passes with its ``write`` event (zero, scrub, ...): then every field.
         self._whole_writes = listens("write")
+        # The path configuration this run works under: its ``renamed`` markers
+        # carry it, and a marker made under another one does not count as done.
+        self.layout = layout.fingerprint()
 
     # --- reading --------------------------------------------------------------
 
@@ -94,7 +97,8 @@ class Planner:
         file = readable(path)
         if item_id in self.unreported and stored.marked_at(raw[2], self.markers, self.unreported[item_id]):
             return ItemResult(item_id, file, file)  # done by the run this one resumes: recorded, never reported
-        if not self.force and all(marker in raw[2] for marker in self.markers):  # as ``unmarked:`` selects
+        done = all(markers.holds(raw[2], marker, self.layout) for marker in self.markers)  # as ``unmarked:`` selects
+        if done and not self.force:
             return ItemResult(item_id, file, file, skipped=True, error="already done by another run")
         touch = Touch(item_id, item, raw, path, file, before=item.copy() if self.pretend else None)
         if not self.pretend:
@@ -207,8 +211,10 @@ class Planner:
         change the fields the path format uses; an item it leaves in place
         whose destination changed loses ``renamed`` (cleared, in the same
         commit, not moved: normalize stays a tags-only operation, and the
-        next rename-unmarked moves it). Returns whether it was cleared."""
+        next rename-unmarked moves it), with its fingerprint. Returns whether it was cleared."""
         if item.get(RENAMED, with_album=False) is None or util.samefile(self.destination(item), item.path):
             return False
         del item[RENAMED]
+        if item.get(layout.LAYOUT, with_album=False) is not None:
+            del item[layout.LAYOUT]
         return True

@@ -70,7 +70,7 @@ def _exists(path: bytes) -> bool:
     return os.path.exists(util.syspath(path))
 
 
-def _moved(entity: Item | Album, intent: Intent, emptied: list[bytes]) -> bool:
+def _moved(entity: Item | Album, intent: Intent, emptied: list[bytes], log: Log) -> bool:
     """Decide one intent: True when the entity must point at ``dst``.
 
     A move that left the file at both names (moves.py: a link or a copy, the
@@ -82,6 +82,8 @@ def _moved(entity: Item | Album, intent: Intent, emptied: list[bytes]) -> bool:
         if release(intent.dst, intent.src):
             sync_dirs([os.path.dirname(intent.src)])
             emptied.append(os.path.dirname(intent.src))
+            log("{} {}: moved to {} and recorded; its old name {} removed", intent.kind, intent.entity,
+                util.displayable_path(intent.dst), util.displayable_path(intent.src))
         return False
     if path != intent.src:
         return False  # changed by someone since
@@ -90,6 +92,8 @@ def _moved(entity: Item | Album, intent: Intent, emptied: list[bytes]) -> bool:
         if release(intent.src, intent.dst):  # not committed: the library's name stays
             sync_dirs([os.path.dirname(intent.dst)])
             emptied.append(os.path.dirname(intent.dst))
+            log("{} {}: placed at {} but not recorded; that name removed, the file stays at {}", intent.kind,
+                intent.entity, util.displayable_path(intent.dst), util.displayable_path(intent.src))
         return False  # (a different file at dst is someone else's: ours stays at src)
     return dst  # not moved (or both gone: nothing to point at) unless dst is there
 
@@ -102,7 +106,7 @@ def _repair_paths(lib: Library, intents: list[Intent], log: Log) -> int:
         entity = getter(intent.entity)  # a library error stops the repair; entries are kept
         try:
             remove_partial_copies(intent.dst)
-            if entity is None or not _moved(entity, intent, emptied):
+            if entity is None or not _moved(entity, intent, emptied, log):
                 continue
         except Exception as exc:  # this entry's files only: report, set aside, go on
             _set_aside(log, intent, intent.src, "the path repair", exc)

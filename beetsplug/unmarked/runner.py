@@ -10,7 +10,9 @@ sense of "settle" in this package), and creates the job's row; nothing runs
 between the claim and the run that could leak the lock, and leaving the
 ``with`` block releases it on every path. ``adopt``
 does the same for a server process that finds a web job whose process died:
-it resumes that job under the same id, from the next item.
+it resumes that job under the same id, from the next item - unless the path
+configuration changed meanwhile (layout.py): then it ends the job ``failed``,
+saying what changed and what to run (``Job.end_under_changed_layout``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import confuse
 
-from . import journal
+from . import journal, stored
 from .claim import LibraryLock, wait_for
 from .config import check
 from .engine import Engine, Settings, Sink
@@ -33,10 +35,11 @@ from .errors import ConfigError, Terminated
 from .events import done_event, item_event, start_event
 from .jobs import HOST, JobConflict, JobStore, store_for
 from .journal import Journal
+from .layout import changed, snapshot
 from .normalize import Rules
 from .operations import get_operation
 from .repair import reconcile
-from .results import ItemResult, Summary
+from .results import ItemResult, Summary, readable
 from .selection import select_ids, work_query
 
 if TYPE_CHECKING:
@@ -74,12 +77,13 @@ class Job:
     def __init__(self, lib: Library, store: JobStore, lock: LibraryLock, job_id: int, op: Operation, *,
                  query: str, force: bool, config: JobConfig, log: BeetsLogger,
                  ids: Sequence[int] | None = None, resume: Summary | None = None,
-                 unreported: dict[int, float] | None = None) -> None:
+                 unreported: dict[int, float] | None = None, layout_changed: Sequence[str] = ()) -> None:
         self.lib, self.store, self.lock, self.id, self.op = lib, store, lock, job_id, op
         self.query, self.force, self.config, self.log = query, force, config, log
         self.ids = list(ids) if ids is not None else store.ids(job_id)
         self.resume = resume
         self.unreported = unreported  # a resumed job: what its stopped run committed, never reported
+        self.layout_changed = list(layout_changed)  # an adopted job: path settings changed since it started
 
     def __enter__(self) -> Job:
         return self
@@ -116,6 +120,8 @@ class Job:
     def run(self, sinks: Sequence[Sink] = ()) -> Summary:
         """Run to the end (or cancel, or a run-ending error); the store records every event."""
         ids = self.select()
+        if self.layout_changed:
+            return self.end_under_changed_layout(sinks)
         if self.resume:  # what the dead process did not report (a redone item comes out of order)
             done = self.store.reported_items(self.id)
             remaining = [item for item in ids if item not in done]
@@ -132,6 +138,52 @@ class Job:
                                   unreported=self.unreported)
         finally:
             self.close()
+
+    def end_under_changed_layout(self, sinks: Sequence[Sink] = ()) -> Summary:
+        """An adopted job whose path configuration changed since it started:
+        it ends ``failed``, saying what changed and what to run; no file is touched.
+
+        Resuming it would finish with two layouts (what its first part moved
+        under the old paths, the rest under the new), and re-planning it would
+        move items it has already reported, and carry out moves nobody
+        confirmed (the plan the page showed was the old configuration's).
+        Nothing is lost by stopping: the items its first part renamed carry
+        the old configuration's fingerprint, so the next rename - a new job,
+        or ``beet rename-unmarked`` - takes them along with the ones it never
+        reached. What that part committed without reporting is reported here,
+        as done: it was."""
+        sink = Fanout([JobSink(self.store, self.id, self.op.name), *sinks])
+        record = self.store.get(self.id) or {}
+        summary = Summary.from_record(record, "running") if record else Summary(self.total)
+        committed = committed_unreported(self.lib, self.unreported or {}, self.op.markers)
+        if committed:
+            sink.items([(summary.count(result), result) for result in committed], summary)
+        summary.status = "failed"
+        summary.error = (
+            f"the path configuration changed since this job started ({', '.join(self.layout_changed)}): "
+            f"{summary.current} of its {summary.total} items were reached under the old one "
+            f"({summary.succeeded} done), and nothing more was done; start a new {self.op.name} job "
+            f"(or run `beet {self.op.command}`): it moves every item to where the configuration now in force "
+            "puts it, those this job moved included")
+        self.log.warning("web job {}: {}", self.id, summary.error)
+        sink.done(summary)
+        self.close()
+        return summary
+
+
+def committed_unreported(lib: Library, unreported: dict[int, float], markers: Sequence[str]) -> list[ItemResult]:
+    """The items a stopped run committed and never reported (still marked
+    with the time its journal noted), as the results it would have sent."""
+    if not unreported:
+        return []
+    with lib.music_dir_context(), lib.transaction() as tx:
+        rows = stored.rows(tx, sorted(unreported))
+        results = []
+        for item_id, row in sorted(rows.items()):
+            if stored.marked_at(row[2], markers, unreported[item_id]):
+                file = readable(stored.model(lib, row).path)
+                results.append(ItemResult(item_id, file, file))
+    return results
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -199,7 +251,7 @@ def open_job(lib: Library, op: Operation, query: str | Sequence[str], *, force: 
         settle(lib, store, log)
         if ids is None:  # selected under the lock, before the row: a failed selection leaves no job
             ids = select_ids(lib, work_query(lib, op, query, force=force))
-        job_id = store.create(op.name, text, force=force, origin=origin)
+        job_id = store.create(op.name, text, force=force, origin=origin, layout=snapshot())
         store.set_ids(job_id, ids)
     except BaseException:
         lock.release()
@@ -237,6 +289,9 @@ def adopt(lib: Library, config: JobConfig, log: BeetsLogger) -> Job | None:
         for other in left[:-1]:  # only one can be resumed; the newest wins
             store.interrupt(other["job"], "superseded by a newer web job")
         job = left[-1]
+        op = get_operation(job["op"])
+        recorded = store.layout(job["job"])  # (None: started by a release that did not record it)
+        moved = changed(recorded, snapshot()) if op.rename and recorded is not None else []
         unreported = journal.unreported(store, job["job"])
         store.adopt(job["job"], f"resumed by pid {os.getpid()} on {HOST} at {time.time():.0f} "
                                 f"({repaired} files repaired)")
@@ -246,8 +301,8 @@ def adopt(lib: Library, config: JobConfig, log: BeetsLogger) -> Job | None:
         lock.release()
         raise
     resume = Summary.from_record(job) if job["status"] == "running" else None
-    return Job(lib, store, lock, job["job"], get_operation(job["op"]), query=job["query"], force=job["force"],
-               config=config, log=log, resume=resume, unreported=unreported)
+    return Job(lib, store, lock, job["job"], op, query=job["query"], force=job["force"],
+               config=config, log=log, resume=resume, unreported=unreported, layout_changed=moved)
 
 
 def end_failed(store: JobStore, job_id: int, error: str) -> None:
