@@ -255,3 +255,23 @@ def test_a_recorded_write_keeps_its_file_and_loses_its_backup(env: LibraryEnv) -
     assert "put back" not in result.stderr and not backup.exists()
     assert track.path.read_bytes() == data
     assert_identity_kept(env, track)
+
+
+def test_a_recorded_write_of_a_moved_file_leaves_no_directory_behind(env: LibraryEnv) -> None:
+    """Killed after a commit that recorded the write and a move, before the
+    backup went: the backup is removed from the old directory, and the old
+    directory, empty then, with it."""
+    env.configure(unmarked={"feat_format": "featuring"})
+    track = identity_track(env, "Gone.mp3", env.lib_path / "old home")
+    backup = interrupted_write(env, track, "Gone.mp3 featuring Guest")
+    moved = env.lib_path / "new home" / "Gone.mp3"
+    moved.parent.mkdir()
+    os.rename(track.path, moved)
+    item = env.item(track.item_id)
+    item.title, item.path = "Gone.mp3 featuring Guest", os.fsencode(moved)
+    item.store()  # the commit
+
+    env.beet("normalize-unmarked")
+
+    assert not backup.exists() and not (env.lib_path / "old home").exists()
+    assert title_in_file(moved) == "Gone.mp3 featuring Guest" and moved.stat().st_ino == track.inode

@@ -153,6 +153,10 @@ def _rewrite_tags(lib: Library, intents: list[Intent], log: Log) -> int:
         except OSError as exc:
             _set_aside(log, intent, intent.src, "restoring the file from its backup copy", exc)
             continue
+        if not _exists(intent.src):  # moved: its old directory may have been kept only by the backup
+            with suppress(OSError):
+                util.prune_dirs(os.path.dirname(intent.src), lib.directory,
+                                clutter=beets.config["clutter"].as_str_seq())
         if item is None:
             continue  # removed from the library since: nothing to restore
         changes = intent.tag_changes
