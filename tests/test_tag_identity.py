@@ -27,7 +27,7 @@ from beets.library import Item
 
 from beetsplug.unmarked.files import write_fields
 from beetsplug.unmarked.jobs import JobStore, store_path
-from beetsplug.unmarked.journal import Journal, pending, tags_entry
+from beetsplug.unmarked.journal import Intent, Journal, pending, tags_entry
 
 from .fulltracks import full_track, samples_hash
 from .libenv import LibraryEnv
@@ -275,3 +275,17 @@ def test_a_recorded_write_of_a_moved_file_leaves_no_directory_behind(env: Librar
 
     assert not backup.exists() and not (env.lib_path / "old home").exists()
     assert title_in_file(moved) == "Gone.mp3 featuring Guest" and moved.stat().st_ino == track.inode
+
+
+@pytest.mark.fast
+def test_a_journal_entry_records_the_spare_directory_and_still_reads_the_old_shape() -> None:
+    """Each tag write's entry names the directory its backup goes to when the
+    file's own refuses one (any bytes: hex); entries of earlier releases read as before."""
+    changes = {"title": ["A ft B", "A featuring B"]}
+    spare_dir = b"/home/\xff/.config/beets/library.db-unmarked.backups"
+    new = Intent(1, 1, *tags_entry(7, b"/music/a.flac", changes, spare_dir))
+    assert (new.tag_changes, new.spare) == (changes, spare_dir)
+    plain = Intent(2, 1, *tags_entry(7, b"/music/a.flac", changes))
+    assert (plain.tag_changes, plain.spare) == (changes, None)
+    oldest = Intent(3, 1, "tags", 7, b"/music/a.flac", b"/music/a.flac")  # before fields were recorded
+    assert (oldest.tag_changes, oldest.spare) == (None, None)
