@@ -19,6 +19,7 @@ from . import stored
 from .beets_compat import dirty_flags, restore_dirty_flags, set_field, store_many
 from .journal import UNREPORTED
 from .layout import LAYOUT
+from .moves import library_durable
 from .operations import RENAMED
 from .signals import signals_deferred
 from .states import COMMITTED, CONFLICTED
@@ -143,6 +144,7 @@ class Committer:
                         self.guard()  # an exception here rolls the transaction back
                     if committed is not None:
                         committed.committed = True
+                    library_durable(self.lib)
                     return done
             except LibraryLockedError:
                 restore_dirty_flags(models, dirty)

@@ -6,8 +6,9 @@ its events or cancel it. Who *runs* a job is not recorded here but vouched for
 by the kernel: the process holding the library's lock (see claim.py). A job
 row that says "running" while that lock is free belongs to a dead process.
 WAL mode lets readers stream while the job writes; ``synchronous=NORMAL``
-makes commits cheap (no fsync) yet safe against a killed process, which is
-the failure the journal is for.
+makes commits cheap (no fsync) yet safe against a killed process. The
+journal's entries are committed ``durable`` (fsync'd): they must survive a
+power cut too (``transaction``).
 
 Any SQLite error other than a busy lock means the file is damaged or gone:
 it becomes a ``StoreError`` that names the file and what to do.
@@ -184,17 +185,29 @@ class JobStore:
             raise StoreError(unreadable_message(self.path, exc)) from exc
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``), rolled back on any exception."""
+    def transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``), rolled back on any exception.
+
+        ``durable``: the commit is on disk when the block ends, not only in
+        the page cache (``synchronous=FULL`` for it: the WAL is fsync'd). A
+        journal entry needs that: it must outlive a power cut that comes
+        after the file change it describes. Other commits stay ``NORMAL``
+        (a killed process loses none of them; a power cut may lose the last)."""
         with self._errors():
             db = self._db()
-            db.execute("BEGIN IMMEDIATE")
+            if durable:
+                db.execute("PRAGMA synchronous=FULL")
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            finally:
+                if durable:
+                    db.execute("PRAGMA synchronous=NORMAL")
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> builtins.list[sqlite3.Row]:
         with self._errors():

@@ -9,8 +9,10 @@ back to match the library. Whatever is left when the next job claims the
 library belonged to a process that died; repair.py settles it.
 
 The intents live in the job store's file (table ``intents``), so they share
-its WAL commits: one small commit per wave, no fsync, safe against a killed
-process (the failure this is for).
+its WAL commits: one small commit per wave, fsync'd (``synchronous=FULL``
+for it), so that an intent outlives a power cut as well as a killed process;
+forgetting one is not synced (an intent a power cut brings back is one
+whose change was committed, as after a kill between commit and forget).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class Store(Protocol):
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+    def transaction(self, durable: bool = False) -> AbstractContextManager[sqlite3.Connection]: ...
 
 ITEM, ALBUM, TAGS = "item", "album", "tags"  # a file move, an album art move, a tag write
 # Not a file change: items a commit marks (``dst``: the marker time, as text),
@@ -168,7 +170,7 @@ class Journal:
         """Intents ``(kind, entity, src, dst)`` in one transaction; their ids, in order."""
         if not entries:
             return []
-        with self.store.transaction() as db:
+        with self.store.transaction(durable=True) as db:  # on disk before the change it describes
             insert = f"INSERT INTO intents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
             return [int(db.execute(insert, (self.job, *entry)).lastrowid or 0) for entry in entries]
 

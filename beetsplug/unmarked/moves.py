@@ -50,6 +50,8 @@ from .beets_compat import move_temp_prefix
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from beets.library import Library
+
 # Where the file is after ``place``: at both names (the source goes after the
 # commit), or at the destination only (moved by beets, no links here).
 Placed = Literal["both", "dst"]
@@ -168,6 +170,17 @@ def release(keep: bytes, drop: bytes) -> bool:
     with suppress(FileNotFoundError):
         os.remove(util.syspath(drop))
     return True
+
+
+def library_durable(lib: Library) -> None:
+    """The library's last commit survives a power cut from now on. beets'
+    library uses SQLite's rollback journal with ``synchronous=FULL``: a
+    commit ends with the journal file's deletion, which SQLite does not
+    sync, so after a power cut the journal can come back and roll the commit
+    back - while the job store's later commits (the journal forgetting what
+    the commit records) survive. Syncing the directory that holds the
+    library makes the deletion durable (what ``synchronous=EXTRA`` would)."""
+    sync_dirs([os.fsencode(os.path.dirname(os.path.abspath(lib.path)))])
 
 
 def sync_dirs(directories: Iterable[bytes]) -> None:

@@ -28,7 +28,7 @@ from beets import util
 from . import journal
 from .beets_compat import music_dir
 from .files import remove_stale_temps, settle_backups, write_tags
-from .moves import release, sync_dirs
+from .moves import library_durable, release, sync_dirs
 from .recovery import put_back_fields, remove_partial_copies, same_value
 from .transaction import atomic
 
@@ -54,6 +54,7 @@ def reconcile(lib: Library, store: JobStore, *, log: Log | None = None) -> int:
     with music_dir(lib):
         repaired = _repair_paths(lib, [i for i in intents if i.kind in journal.PATH_FIELD], log)
         rewritten = _rewrite_tags(lib, [i for i in intents if i.kind == journal.TAGS], log)
+    library_durable(lib)  # what the repair stored, before the journal forgets it
     journal.forget(store, [intent.id for intent in intents])
     return repaired + rewritten
 
