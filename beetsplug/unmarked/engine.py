@@ -36,6 +36,7 @@ cannot be undone stays for the next run (repair.py).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter, deque
 from contextlib import AbstractContextManager, nullcontext
@@ -288,11 +289,17 @@ class Engine:
         return again
 
     def _drop_backups(self, touches: Sequence[Touch]) -> None:
-        """The commit records these items' tag writes: their backups (files.py) are no longer needed."""
+        """The commit records these items' tag writes: their backups (files.py)
+        are no longer needed. The removals are synced before the journal
+        forgets the writes: a backup a power cut brought back would have no
+        entry left to find it by."""
+        emptied = []
         for touch in touches:
             if touch.backup is not None:
-                drop_backup(touch.backup)
+                if drop_backup(touch.backup):
+                    emptied.append(os.path.dirname(touch.backup))
                 touch.backup = None
+        sync_dirs(emptied)
 
     def _report(self, batch: Batch, summary: Summary, sink: Sink) -> None:
         """Count and report the batch's results once (a signal waits: counted

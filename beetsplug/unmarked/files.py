@@ -482,6 +482,9 @@ def _sync_directory(directory: bytes) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EROFS):  # a filesystem that cannot sync directories
+            raise
     finally:
         os.close(fd)
 
@@ -585,12 +588,17 @@ def stale_temps(path: bytes, spare: bytes | None = None) -> list[bytes]:
 
 
 def remove_stale_temps(path: bytes, spare: bytes | None = None) -> list[bytes]:
-    """Delete what ``stale_temps`` finds; return what was deleted."""
+    """Delete what ``stale_temps`` finds, the removals synced (a power cut must
+    not bring back a leftover after the journal entry that finds it is gone);
+    return what was deleted."""
     removed = []
     for temp in stale_temps(path, spare):
         with suppress(FileNotFoundError):
             os.remove(temp)
             removed.append(temp)
+    for directory in {os.path.dirname(temp) for temp in removed}:
+        with suppress(FileNotFoundError):
+            _sync_directory(directory)
     return removed
 
 
