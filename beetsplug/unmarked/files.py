@@ -24,7 +24,8 @@ same samples. ``write_tags`` keeps beets' ``Item.write`` (its ``write`` and
   3. the backup goes once the write is recorded: ``write_tags`` and
      ``write_fields`` remove it when they return; the engine's worker keeps it
      (``keep_backup``) and reports it, and the engine removes it after the
-     batch's commit, before it forgets the journal entry.
+     batch's commit, and syncs that removal, before it forgets the journal
+     entry (a backup a power cut brought back would have nothing to find it).
 
   So the file keeps its inode, its other hard links see the new tags, and
   owner, mode, extended attributes and ACLs stay: nothing but the file's
