@@ -39,6 +39,7 @@ class Measured:
     cpu_seconds: float | None = None
     peak_rss_mib: float | None = None
     work_seconds: float | None = None  # the floor's own timing of its work, without start-up
+    written_mib: float | None = None  # block output (rusage oublock, children included): what went to storage
     store_mib: float | None = None  # the job store's files after the run
 
     @property
@@ -123,7 +124,7 @@ def run_measured(cmd: list[str], beetsdir: Path, extra_env: dict | None = None, 
     usage = beetsdir / "time.txt"
     prefix = ["strace", "-f", "--seccomp-bpf", "-c", "-o", str(summary), "-e", "trace=fsync,fdatasync"]
     # GNU time inside strace: its rusage is the command's (and its children's), not strace's
-    timer = [GNU_TIME, "-o", str(usage), "-f", "%U %S %M"] if GNU_TIME else []
+    timer = [GNU_TIME, "-o", str(usage), "-f", "%U %S %M %O"] if GNU_TIME else []
     full = (prefix if count_fsync and shutil.which("strace") else []) + timer + cmd
     start = time.perf_counter()
     result = subprocess.run(full, env=env, capture_output=True, text=True)
@@ -134,12 +135,12 @@ def run_measured(cmd: list[str], beetsdir: Path, extra_env: dict | None = None, 
     if count_fsync and summary.exists():
         fsyncs = sum(int(n) for n, _ in _STRACE_TOTAL.findall(summary.read_text()))
         summary.unlink()
-    cpu = rss = None
+    cpu = rss = written = None
     if timer and usage.exists():
-        user, system, kib = usage.read_text().split()[-3:]  # a non-zero exit adds a line before
-        cpu, rss = float(user) + float(system), int(kib) / 1024
+        user, system, kib, blocks = usage.read_text().split()[-4:]  # a non-zero exit adds a line before
+        cpu, rss, written = float(user) + float(system), int(kib) / 1024, int(blocks) * 512 / 2**20
         usage.unlink()
-    return Measured(seconds, fsyncs, result.stdout + result.stderr, cpu, rss)
+    return Measured(seconds, fsyncs, result.stdout + result.stderr, cpu, rss, written_mib=written)
 
 
 def child_json(output: str) -> dict:

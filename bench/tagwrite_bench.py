@@ -7,7 +7,8 @@ written two ways, alternating, each round on fresh copies of the files:
 
 * in place only: beets' own ``Item.write`` (mutagen moves the audio when the
   tag does not fit: the write a kill can tear);
-* safe: ``files.write_tags`` (in place when it fits, else copy, flush, replace).
+* safe: ``files.write_tags`` (in place when it fits, else a flushed backup
+  copy, then in place, flushed, the backup removed).
 
 Only the write calls are timed; ratios are safe / in place.
 
@@ -99,7 +100,7 @@ def main() -> None:
                         route = ways[way](item)
                         times[(way, ext, padding)].append(time.perf_counter() - start)
                         if way == "safe":
-                            routes[(ext, padding)][route] += 1
+                            routes[(ext, padding)][route.route] += 1
 
             rows, totals = [], {way: 0.0 for way in ways}
             for padding in PADDINGS:

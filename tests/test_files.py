@@ -1,8 +1,9 @@
 """The untearable tag write and the journal repair, on real files and real `beet` runs.
 
-In place when the tag fits its padding (same inode, same size), through a
-copy that replaces the file when it does not (new inode, same samples); a
-full disk or an interrupt leaves the file as it was and no temp file behind;
+In place when the tag fits its padding (same inode, same size), in place
+behind a backup copy when it does not (same inode, same samples, the backup
+gone after); a full disk or an interrupt leaves the file as it was and no
+temp file or backup behind;
 a journal entry that cannot be repaired is reported once and set aside, and
 paths with braces are logged as they are.
 """
@@ -23,7 +24,17 @@ import mediafile
 import pytest
 from beets.library import Item, WriteError
 
-from beetsplug.unmarked.files import _clone_or_copy, _create_temp, remove_stale_temps, stale_temps, write_tags
+from beetsplug.unmarked.files import (
+    BACKUP_SUFFIX,
+    TEMP_SUFFIX,
+    _clone_or_copy,
+    _create_temp,
+    _temp_prefix,
+    remove_stale_temps,
+    stale_temps,
+    write_fields,
+    write_tags,
+)
 from beetsplug.unmarked.jobs import JobStore, store_path
 from beetsplug.unmarked.journal import Intent, Journal, pending
 
@@ -53,21 +64,22 @@ def title_in_file(path: Path) -> str:
 
 @pytest.mark.fast
 @pytest.mark.parametrize("ext", ["flac", "ogg", "mp3", "opus", "wav", "aiff", "m4a"])
-def test_a_tag_that_fits_is_written_in_place_one_that_grows_through_a_copy(env: LibraryEnv, ext: str) -> None:
+def test_a_tag_that_fits_is_written_in_place_one_that_grows_behind_a_backup(env: LibraryEnv, ext: str) -> None:
     path = full_track(env.lib_path / f"song.{ext}", {"title": "Song ft Guest", "artist": "A"}, padding=0, seconds=5)
     item = add(env, path)
     samples, first = samples_hash(path), path.stat()
 
     item.title = "Song featuring Guest, a title that no longer fits"
-    assert write_tags(item) == "replaced"
+    written = write_tags(item)
+    assert (written.route, written.backup, written.warning) == ("backed up", None, None), "its backup is gone"
     grown = path.stat()
-    assert grown.st_ino != first.st_ino and grown.st_size > first.st_size
+    assert grown.st_ino == first.st_ino and grown.st_size > first.st_size, "the same file, grown"
     assert title_in_file(path) == item.title and samples_hash(path) == samples
-    assert item.mtime == item.current_mtime(), "Item.write's own bookkeeping, for the replaced file too"
+    assert item.mtime == item.current_mtime(), "Item.write's own bookkeeping, for the grown file too"
 
     for title in ("Song feat. Guest", "Song featuring Guest, a bit longer than before"):  # shorter, then longer
         item.title = title
-        assert write_tags(item) == "in place", "the copy left mutagen's default padding: room to grow"
+        assert write_tags(item).route == "in place", "the resize left mutagen's default padding: room to grow"
         now = path.stat()
         assert (now.st_ino, now.st_size) == (grown.st_ino, grown.st_size)
         assert title_in_file(path) == title and samples_hash(path) == samples
@@ -76,15 +88,16 @@ def test_a_tag_that_fits_is_written_in_place_one_that_grows_through_a_copy(env: 
 
 @pytest.mark.fast
 @pytest.mark.parametrize("ext", ["wav", "aiff"])
-def test_a_file_without_an_id3_chunk_is_written_through_a_copy(env: LibraryEnv, ext: str) -> None:
-    """mutagen inserts the chunk before it asks about padding: never in place."""
+def test_a_file_without_an_id3_chunk_is_written_behind_a_backup(env: LibraryEnv, ext: str) -> None:
+    """mutagen inserts the chunk before it asks about padding: never without a backup."""
     path = env.lib_path / f"bare.{ext}"
     shutil.copyfile(base_track(ext, 3), path)  # as the encoder wrote it: no tags at all
     item = add(env, path)
     inode, samples = path.stat().st_ino, samples_hash(path)
     item.title = "Now Tagged"
-    assert write_tags(item) == "replaced"
-    assert path.stat().st_ino != inode and samples_hash(path) == samples and title_in_file(path) == "Now Tagged"
+    assert write_tags(item).route == "backed up"
+    assert path.stat().st_ino == inode and samples_hash(path) == samples and title_in_file(path) == "Now Tagged"
+    assert temps(env.lib_path) == []
 
 
 @pytest.mark.fast
@@ -95,26 +108,26 @@ def test_plenty_of_padding_is_kept_not_shrunk(env: LibraryEnv) -> None:
     item = add(env, path)
     before = path.stat()
     item.title = "A Longer Title"
-    assert write_tags(item) == "in place"
+    assert write_tags(item).route == "in place"
     assert (path.stat().st_ino, path.stat().st_size) == (before.st_ino, before.st_size)
 
 
 @pytest.mark.fast
-def test_a_symlinked_file_is_replaced_behind_its_link(env: LibraryEnv) -> None:
+def test_a_symlinked_file_is_written_behind_its_link(env: LibraryEnv) -> None:
     real = full_track(env.temp_path / "elsewhere" / "real.ogg", {"title": "T"}, padding=0, seconds=5)
     link = env.lib_path / "link.ogg"
     link.symlink_to(real)
     item = add(env, link)
     inode = real.stat().st_ino
     item.title = "A Title That Needs Room"
-    assert write_tags(item) == "replaced"
+    assert write_tags(item).route == "backed up"
     assert link.is_symlink() and os.readlink(link) == str(real)
-    assert real.stat().st_ino != inode and title_in_file(real) == item.title
+    assert real.stat().st_ino == inode and title_in_file(real) == item.title
     assert temps(env.lib_path) == [] and temps(real.parent) == []
 
 
 @pytest.mark.fast
-def test_the_copy_keeps_mode_and_owner(env: LibraryEnv) -> None:
+def test_the_write_keeps_mode_and_owner(env: LibraryEnv) -> None:
     path = full_track(env.lib_path / "owned.mp3", {"title": "T"}, padding=0, seconds=5)
     os.chmod(path, 0o640)
     if ROOT:
@@ -122,13 +135,13 @@ def test_the_copy_keeps_mode_and_owner(env: LibraryEnv) -> None:
     item = add(env, path)
     before = path.stat()
     item.title = "A Title That Needs Room"
-    assert write_tags(item) == "replaced"
+    assert write_tags(item).route == "backed up"
     after = path.stat()
     assert stat.S_IMODE(after.st_mode) == 0o640
     assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
 
 
-def test_a_read_only_file_is_not_rewritten_through_a_copy(env: LibraryEnv) -> None:
+def test_a_read_only_file_gets_no_backup_and_no_write(env: LibraryEnv) -> None:
     path = full_track(env.lib_path / "locked.flac", {"title": "T"}, padding=0, seconds=5)
     item = add(env, path)
     data = path.read_bytes()
@@ -140,17 +153,21 @@ def test_a_read_only_file_is_not_rewritten_through_a_copy(env: LibraryEnv) -> No
 
 
 @pytest.mark.fast
-def test_a_file_name_near_the_limit_gets_a_temp_name_that_fits(env: LibraryEnv) -> None:
+def test_a_file_name_near_the_limit_gets_a_backup_name_that_fits(env: LibraryEnv) -> None:
     path = full_track(env.lib_path / ("n" * 245 + ".flac"), {"title": "T"}, padding=0, seconds=5)
     item = add(env, path)
     item.title = "A Title That Needs Room"
-    assert write_tags(item) == "replaced" and temps(env.lib_path) == []
-    # What a write killed mid-copy leaves: found and removed by the repair helper.
-    fd, leftover = _create_temp(os.fsencode(env.lib_path), os.fsencode(path.name))
-    os.close(fd)
-    assert len(os.path.basename(leftover)) <= 255
-    assert stale_temps(os.fsencode(path)) == [leftover]
-    assert remove_stale_temps(os.fsencode(path)) == [leftover] and temps(env.lib_path) == []
+    assert write_tags(item).route == "backed up" and temps(env.lib_path) == []
+    # What a write killed mid-copy leaves (a backup; an older release's temp copy):
+    # found and removed by the repair helper.
+    leftovers = []
+    for suffix in (BACKUP_SUFFIX, TEMP_SUFFIX):
+        fd, leftover = _create_temp(os.fsencode(env.lib_path), _temp_prefix(os.fsencode(path.name)), suffix)
+        os.close(fd)
+        assert len(os.path.basename(leftover)) <= 255
+        leftovers.append(leftover)
+    assert stale_temps(os.fsencode(path)) == sorted(leftovers)
+    assert remove_stale_temps(os.fsencode(path)) == sorted(leftovers) and temps(env.lib_path) == []
 
 
 @pytest.fixture
@@ -172,7 +189,7 @@ def btrfs(env: LibraryEnv) -> Iterator[Path]:
                     reason="needs root, mkfs.btrfs and filefrag")
 def test_on_btrfs_the_copy_is_a_reflink(env: LibraryEnv, btrfs: Path) -> None:
     path = full_track(btrfs / "t.flac", {"title": "Song ft Guest"}, padding=0)
-    fd, temp = _create_temp(os.fsencode(btrfs), os.fsencode(path.name))
+    fd, temp = _create_temp(os.fsencode(btrfs), _temp_prefix(os.fsencode(path.name)), BACKUP_SUFFIX)
     try:
         with open(path, "rb") as src:
             _clone_or_copy(src.fileno(), fd)
@@ -187,7 +204,7 @@ def test_on_btrfs_the_copy_is_a_reflink(env: LibraryEnv, btrfs: Path) -> None:
     item = add(env, path)
     samples = samples_hash(path)
     item.title = "Song featuring Guest"
-    assert write_tags(item) == "replaced"
+    assert write_tags(item).route == "backed up"
     assert samples_hash(path) == samples and title_in_file(path) == item.title and temps(btrfs) == []
 
 
@@ -207,8 +224,8 @@ def free_bytes(path: Path) -> int:
 
 
 @needs_root
-def test_no_room_for_the_copy(env: LibraryEnv, disk: Path) -> None:
-    """Two 6.5 MB tracks on a 16 MiB disk: no room for a copy of either."""
+def test_no_room_for_the_backup(env: LibraryEnv, disk: Path) -> None:
+    """Two 6.5 MB tracks on a 16 MiB disk: no room for a backup of either."""
     items = [add(env, full_track(disk / f"t{n}.flac", {"title": f"Song {n} ft Guest"}, padding=0)) for n in range(2)]
     before = {f: f.read_bytes() for f in audio_files(disk)}
     assert free_bytes(disk) < min(len(b) for b in before.values())
@@ -228,11 +245,12 @@ def test_no_room_for_the_copy(env: LibraryEnv, disk: Path) -> None:
 
 
 @needs_root
-def test_disk_fills_while_the_tags_go_into_the_copy(env: LibraryEnv, disk: Path) -> None:
-    """Room for the copy, not for the bigger tag: the copy goes, the file stays."""
+def test_disk_fills_while_the_tag_grows(env: LibraryEnv, disk: Path) -> None:
+    """Room for the backup, not for the bigger tag: the write fails part way,
+    the file's bytes come back from the backup (in place), the backup goes."""
     path = full_track(disk / "t.flac", {"title": "Song ft Guest"}, padding=0)
     item = add(env, path)
-    data = path.read_bytes()
+    data, inode = path.read_bytes(), path.stat().st_ino
     page = os.statvfs(disk).f_frsize
     copy_needs = -(-len(data) // page) * page
     with open(disk / "filler", "wb") as filler:
@@ -246,15 +264,16 @@ def test_disk_fills_while_the_tags_go_into_the_copy(env: LibraryEnv, disk: Path)
     message = str(raised.value)
     assert str(path) in message and "No space left on device" in message and ".unmarked-" not in message
     assert path.read_bytes() == data and temps(disk) == []
+    assert path.stat().st_ino == inode
 
 
 # --- interrupted and killed runs ---------------------------------------------------
 
 
 @pytest.mark.usefixtures("sigint_delivered")
-def test_ctrl_c_during_a_copy_write_leaves_no_temp_file(env: LibraryEnv) -> None:
-    """SIGINT the moment a temp file exists: the KeyboardInterrupt that follows
-    removes it on its way out (no repair needed)."""
+def test_ctrl_c_during_a_backed_up_write_leaves_no_backup(env: LibraryEnv) -> None:
+    """SIGINT the moment a backup exists: the run's undo puts the file back
+    from it (or drops it, the write being done) on its way out (no repair needed)."""
     for n in range(24):
         add(env, full_track(env.lib_path / f"{n:02d}.flac", {"title": f"Song {n} ft Guest"}, padding=0))
     env.configure(unmarked={"feat_format": "featuring"})
@@ -268,11 +287,11 @@ def test_ctrl_c_during_a_copy_write_leaves_no_temp_file(env: LibraryEnv) -> None
         proc.send_signal(signal.SIGINT)
         caught += any(t.exists() for t in seen)  # still there after the signal went out
         proc.communicate(timeout=60)
-        assert temps(env.lib_path) == [], "a temp file outlived the interrupt"
+        assert temps(env.lib_path) == [], "a backup outlived the interrupt"
         if caught >= 2:
             break
         env.beet("unmark", "--all")
-    assert caught >= 1, "no interrupt landed while a copy was being written"
+    assert caught >= 1, "no interrupt landed while a backup existed"
     assert all(samples_hash(f) == samples_hash(audio_files(env.lib_path)[0]) for f in audio_files(env.lib_path))
 
 
@@ -381,28 +400,29 @@ def test_path_repairs_log_braces_as_they_are(env: LibraryEnv) -> None:
 
 
 @pytest.mark.fast
-def test_a_file_moved_away_during_a_copy_write_is_not_brought_back(env: LibraryEnv,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """Another program (`beet move`) renames the file while its tags go into the
-    copy: the copy must not re-create the old path (a duplicate nobody owns).
-    The instant is made certain by moving the file from inside the write, just
-    before the copy is flushed (the only stand-in used: the race itself is real)."""
+def test_a_file_moved_away_during_a_backed_up_write_gets_the_tags_where_it_went(
+        env: LibraryEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another program (`beet move`) renames the file between its backup and
+    its write: the tags go into the file where it went (the write holds the
+    inode the backup was made of), the old path is not re-created, the backup
+    is gone. The instant is made certain by moving the file from inside the
+    write, just after the backup is on disk (the only stand-in used: the race
+    itself is real)."""
     import beetsplug.unmarked.files as files
 
     path = full_track(env.lib_path / "song.flac", {"title": "Song ft Guest", "artist": "A"}, padding=0, seconds=2)
-    item = add(env, path)
+    samples = samples_hash(path)
     elsewhere = env.lib_path / "moved by another program.flac"
-    flush = files._flush
+    sync = files._sync_directory
 
-    def flush_after_a_move(temp: bytes) -> None:
+    def sync_then_move(directory: bytes) -> None:
+        sync(directory)
         os.rename(path, elsewhere)
-        flush(temp)
 
-    monkeypatch.setattr(files, "_flush", flush_after_a_move)
-    item.title = "Song featuring Guest, a title that no longer fits"
-    with pytest.raises(WriteError, match="moved or replaced by another program"):
-        write_tags(item)
+    monkeypatch.setattr(files, "_sync_directory", sync_then_move)
+    title = "Song featuring Guest, a title that no longer fits"
+    assert write_fields(os.fsencode(path), {"title": title}, id3v23=False).route == "backed up"
     assert not path.exists(), "the old path was not re-created"
     assert audio_files(env.lib_path) == [elsewhere]
-    assert title_in_file(elsewhere) == "Song ft Guest"
+    assert title_in_file(elsewhere) == title and samples_hash(elsewhere) == samples
     assert temps(env.lib_path) == []

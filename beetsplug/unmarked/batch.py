@@ -63,6 +63,8 @@ class Touch(Tracker):
     markers: tuple[str, ...] = ()
     store: bool = False  # the commit stores the item (with ``markers``)
     wrote: bool = False  # the file may hold tags the library does not
+    write_known: bool = False  # its worker reported the write done: the file is whole
+    backup: bytes | None = None  # the write's backup (files.py): removed once the commit records the write
     moved: bool = False  # the file is at ``item.path``, no longer at ``src``
     linked: bool = False  # moved, and ``src`` still names the file too, until after the commit (moves.py)
     intents: list[int] = field(default_factory=list)

@@ -36,6 +36,7 @@ cannot be undone stays for the next run (repair.py).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter, deque
 from contextlib import AbstractContextManager, nullcontext
@@ -52,6 +53,7 @@ from .commit import Committer
 from .config import DEFAULTS as CONFIG_DEFAULTS
 from .errors import Cancelled, Terminated
 from .executor import Executor
+from .files import drop_backup
 from .journal import NoJournal
 from .moves import sync_dirs
 from .planner import Planner
@@ -272,6 +274,7 @@ class Engine:
         sync_dirs(batch.placed)  # the names the commit records survive a power cut it survives
         conflicted = self.committer.commit(batch, albums)
         done = [touch for touch in batch.touches if touch not in conflicted]
+        self._drop_backups(done)  # before their intents: a kill in between leaves them to the repair
         self.executor.committed(done)  # their old names go at the end of the run (Executor.committed)
         self.journal.forget([intent for touch in done for intent in touch.intents])
         for touch in done:
@@ -284,6 +287,19 @@ class Engine:
         if batch.vacated:
             self.executor.pruned()
         return again
+
+    def _drop_backups(self, touches: Sequence[Touch]) -> None:
+        """The commit records these items' tag writes: their backups (files.py)
+        are no longer needed. The removals are synced before the journal
+        forgets the writes: a backup a power cut brought back would have no
+        entry left to find it by."""
+        emptied = []
+        for touch in touches:
+            if touch.backup is not None:
+                if drop_backup(touch.backup):
+                    emptied.append(os.path.dirname(touch.backup))
+                touch.backup = None
+        sync_dirs(emptied)
 
     def _report(self, batch: Batch, summary: Summary, sink: Sink) -> None:
         """Count and report the batch's results once (a signal waits: counted

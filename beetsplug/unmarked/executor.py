@@ -197,8 +197,10 @@ class Executor:
         if self.helper is not None:  # (in this process, the worker asks before each file)
             self.guard()
         # The files are where they were read (``src`` is ``item.path`` until a move is reported).
+        spare = self.journal.spare  # where a write's backup goes if the file's directory refuses it
         entries = [entry for h in plans for entry in (
-            [tags_entry(h.touch.id, h.touch.src, self.planner.media_changes(h.touch.changes))] if h.tags else []) + (
+            [tags_entry(h.touch.id, h.touch.src, self.planner.media_changes(h.touch.changes), spare)]
+            if h.tags else []) + (
             [(ITEM, h.touch.id, h.touch.src, h.dest)] if h.dest is not None else [])]
         intents = iter(self.journal.intend_many(entries))
         tasks = []
@@ -217,7 +219,8 @@ class Executor:
                 plugins.send("before_item_moved", item=item, source=touch.src, destination=handed.dest)
             key = next(self._keys)
             self._handed[key] = handed
-            tasks.append(FileTask(key, touch.src, handed.tags, handed.dest, adopt=handed.dest in batch.adopted))
+            tasks.append(FileTask(key, touch.src, handed.tags, handed.dest, adopt=handed.dest in batch.adopted,
+                                  spare=spare if handed.tags else None))
         self._worker.send_files(tasks)
 
     def _plan(self, touch: Touch, batch: Batch, found: dict[int, bytes | ItemError]) -> Handed | None:
@@ -257,6 +260,9 @@ class Executor:
                 touch.intents = []
                 self.planner.fail(touch, ItemError(done.write_error))
                 return None
+            touch.write_known, touch.backup = True, done.backup
+            if done.warning is not None:
+                self.log.warning("{}", done.warning)
             if done.mtime is not None:
                 set_field(item, "mtime", done.mtime)
             plugins.send("after_write", item=item, path=touch.src)

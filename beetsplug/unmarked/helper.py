@@ -38,7 +38,7 @@ Why this keeps the guarantees of a one-process run:
   is killed, and the engine undoes what it may have done (the undo handles
   "maybe written" and "maybe moved");
 * one helper, one file at a time: a kill leaves at most one interrupted tag
-  write (the untearable write's temp file, which the repair removes).
+  write (the untearable write's backup, which the repair restores the file from).
 
 Tags are written by the helper only when beets' events around writes and
 moves have no listeners, so no plugin is skipped: the engine still sends them

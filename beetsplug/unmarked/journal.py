@@ -21,6 +21,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .files import spare_directory
+
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Sequence
@@ -59,7 +61,8 @@ _COLUMNS = "job, kind, entity, src, dst"
 class Intent:
     """One file change about to happen: ``kind`` says which (ITEM, ALBUM or
     TAGS), ``entity`` is the item or album id. A tag write's ``src`` is the
-    file and its ``dst`` the fields it changes (``tag_changes``)."""
+    file and its ``dst`` the fields it changes (``tag_changes``) and where
+    its backup goes if the file's directory refuses one (``spare``)."""
 
     id: int
     job: int
@@ -73,20 +76,40 @@ class Intent:
         """A tag write's fields, ``{field: [old, new]}`` as its plan has them;
         None for one journaled by a release that did not record them (its
         ``dst`` is the file again)."""
+        entry = self._tags_entry()
+        if entry is not None and set(entry) == {"fields", "spare"}:  # (no mediafile field has either name)
+            entry = entry["fields"]
+        return entry if isinstance(entry, dict) else None
+
+    @property
+    def spare(self) -> bytes | None:
+        """A tag write's spare directory for its backup (files.py), if it recorded one."""
+        entry = self._tags_entry()
+        if entry is None or set(entry) != {"fields", "spare"} or not isinstance(entry["spare"], str):
+            return None
+        try:
+            return bytes.fromhex(entry["spare"])
+        except ValueError:
+            return None
+
+    def _tags_entry(self) -> dict[str, Any] | None:
         if self.kind != TAGS or self.dst == self.src:
             return None
         try:
-            changes = json.loads(self.dst)
+            entry = json.loads(self.dst)
         except ValueError:
             return None
-        return changes if isinstance(changes, dict) else None
+        return entry if isinstance(entry, dict) else None
 
 
-def tags_entry(entity: int, path: bytes, changes: dict[str, list[Any]]) -> tuple[str, int, bytes, bytes]:
+def tags_entry(entity: int, path: bytes, changes: dict[str, list[Any]],
+               spare: bytes | None = None) -> tuple[str, int, bytes, bytes]:
     """The journal entry of a tag write of ``changes`` (``{field: [old, new]}``)
     to the file at ``path``: what an undo or a repair needs to put back
-    exactly those fields, and no other tag of the file."""
-    return TAGS, entity, path, json.dumps(changes, ensure_ascii=False, default=str).encode()
+    exactly those fields, and no other tag of the file; with ``spare``, the
+    directory its backup goes to if the file's own refuses it (hex: any bytes)."""
+    entry: dict[str, Any] = changes if spare is None else {"fields": changes, "spare": spare.hex()}
+    return TAGS, entity, path, json.dumps(entry, ensure_ascii=False, default=str).encode()
 
 
 def create_table(db: sqlite3.Connection) -> None:
@@ -137,6 +160,12 @@ class Journal:
     store: Store
     job: int
 
+    @property
+    def spare(self) -> bytes | None:
+        """Where tag writes put backups their file's directory refuses: beside the job store."""
+        path = getattr(self.store, "path", None)
+        return spare_directory(path) if isinstance(path, (str, bytes)) else None
+
     def intend_many(self, entries: Sequence[tuple[str, int, bytes, bytes]]) -> list[int]:
         """Intents ``(kind, entity, src, dst)`` in one transaction; their ids, in order."""
         if not entries:
@@ -151,6 +180,8 @@ class Journal:
 
 class NoJournal:
     """A pretend run's journal: it changes no file, so it has nothing to journal."""
+
+    spare = None
 
     def intend_many(self, entries: Sequence[tuple[str, int, bytes, bytes]]) -> list[int]:
         if entries:

@@ -45,14 +45,14 @@ def put_back_fields(path: bytes, changes: Mapping[str, Sequence[Any]], wanted: M
     back = {}
     for field, (old, new) in changes.items():
         value = wanted.get(field, old)
-        if _same(getattr(mediafile, field, None), new) and not _same(value, new):
+        if same_value(getattr(mediafile, field, None), new) and not same_value(value, new):
             back[field] = value
     if back:
         write_fields(path, back, id3v23)
     return sorted(back)
 
 
-def _same(held: Any, value: Any) -> bool:
+def same_value(held: Any, value: Any) -> bool:
     """A tag as mediafile reads it is the value written (an empty tag reads as None)."""
     return held == value or (held in (None, "") and value in (None, ""))
 

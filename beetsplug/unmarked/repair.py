@@ -1,9 +1,11 @@
 """Settling the journal after a crash (see journal.py for what it holds).
 
 The intents left when a job claims the library belonged to a process that
-died. ``reconcile`` repairs paths from what is on disk, removes the temp
-files a killed copy or tag write left (files.py), then rewrites the tags of
-files whose write was not recorded from the library's values.
+died. ``reconcile`` repairs paths from what is on disk, puts a file a killed
+tag write may have torn back from its backup (in place, files.py) unless the
+library's commit holds that write, removes the temp files and backups a
+killed copy or tag write left, then rewrites the tags of files whose write
+was not recorded from the library's values.
 
 Repair never blocks a run: an entry whose file cannot be repaired (gone,
 unreadable, in a directory we cannot write) is reported once, with the item,
@@ -25,9 +27,9 @@ from beets import util
 
 from . import journal
 from .beets_compat import music_dir
-from .files import remove_stale_temps, write_tags
+from .files import remove_stale_temps, settle_backups, write_tags
 from .moves import library_durable, release, sync_dirs
-from .recovery import put_back_fields, remove_partial_copies
+from .recovery import put_back_fields, remove_partial_copies, same_value
 from .transaction import atomic
 
 if TYPE_CHECKING:
@@ -128,6 +130,12 @@ def _repair_paths(lib: Library, intents: list[Intent], log: Log) -> int:
 # --- tags ---------------------------------------------------------------------
 
 
+def _recorded(item: Item | None, changes: dict[str, list[Any]] | None) -> bool:
+    """The library holds every new value of the write: its commit happened."""
+    return item is not None and changes is not None and all(same_value(item.get(key), new)
+                                                            for key, (_, new) in changes.items())
+
+
 def _rewrite_tags(lib: Library, intents: list[Intent], log: Log) -> int:
     """Make files whose tag write was not recorded match the library again."""
     count = 0
@@ -135,11 +143,21 @@ def _rewrite_tags(lib: Library, intents: list[Intent], log: Log) -> int:
         item = lib.get_item(intent.entity)
         places = dict.fromkeys([intent.src] + ([item.path] if item is not None else []))
         try:
+            # A kill during a resizing write may have torn the file: its bytes come back from the
+            # write's backup (in place), unless the library's commit holds the write (then it was
+            # complete: the engine commits only what its worker reported done).
+            if settle_backups(intent.src, intent.spare, complete=_recorded(item, intent.tag_changes)):
+                log("item {}: a tag write was interrupted; {} was put back from its backup copy",
+                    intent.entity, util.displayable_path(intent.src))
             for place in places:
                 remove_stale_temps(place)
         except OSError as exc:
-            _set_aside(log, intent, intent.src, "removing temp files", exc)
+            _set_aside(log, intent, intent.src, "restoring the file from its backup copy", exc)
             continue
+        if not _exists(intent.src):  # moved: its old directory may have been kept only by the backup
+            with suppress(OSError):
+                util.prune_dirs(os.path.dirname(intent.src), lib.directory,
+                                clutter=beets.config["clutter"].as_str_seq())
         if item is None:
             continue  # removed from the library since: nothing to restore
         changes = intent.tag_changes

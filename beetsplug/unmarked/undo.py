@@ -7,7 +7,9 @@ else happens. What is put back is what the plan changed, and only that:
 
 * the path: a moved file goes back to where the library still says it is
   (journaled, so a kill in the middle is finished by the next run);
-* the tags: each field the plan changed that the file still holds the new
+* the tags: a write its worker did not report done (it may have torn the
+  file) first gets the file's bytes back from the write's backup (files.py);
+  then each field the plan changed that the file still holds the new
   value of gets the library's value back (``recovery.put_back_fields``); a tag
   the plan did not change is never written, so what other tools wrote into
   the file (tags the library does not hold) stays.
@@ -29,7 +31,7 @@ from . import stored
 from .batch import ItemError
 from .beets_compat import set_field
 from .errors import RunAborted, Terminated
-from .files import remove_stale_temps
+from .files import remove_stale_temps, settle_backups
 from .journal import ITEM
 from .moves import release, sync_dirs
 from .recovery import put_back_fields, where_after_failed_move
@@ -93,7 +95,11 @@ class Undo:
                                 "changed it); the file stays where it is")
             self._move_back(touch)
         if touch.wrote:
-            for place in {touch.src, item.path}:  # a helper killed mid-write leaves its temp copy
+            # A write not reported done (a helper killed, Ctrl-C in the write) may have torn the
+            # file: its bytes come back from the write's backup, in place; then the backup goes.
+            settle_backups(touch.src, self.journal.spare, complete=touch.write_known)
+            touch.backup = None
+            for place in {touch.src, item.path}:  # (an older release's temp copy, a moved file's)
                 remove_stale_temps(place)
             model = fresh if fresh is not None else stored.model(self.lib, touch.row)
             changes = self._media_changes(touch.changes)

@@ -44,6 +44,7 @@ class FileTask:
     tags: dict[str, Any] | None
     dest: bytes | None
     adopt: bool = False  # ``dest`` already holds the file (see ``Planner.place``)
+    spare: bytes | None = None  # where a backup goes if the file's directory refuses it (files.py)
 
 
 @dataclass
@@ -54,6 +55,8 @@ class FileDone:
     skipped: bool = False  # not tried: the worker was stopping
     write_error: str | None = None
     mtime: int | None = None  # of the written file, as ``Item.current_mtime`` gives it
+    backup: bytes | None = None  # the written file's backup (a resizing write): removed after the commit
+    warning: str | None = None  # the write was not protected against a kill: why (the engine logs it)
     # The file after its move: "src" (not moved), "both" (placed at the destination,
     # the source name goes after the commit: moves.py), "dst" (moved), None (unsure).
     where: str | None = "src"
@@ -90,18 +93,21 @@ def describe(exc: BaseException, file: str) -> str:
 
 
 def file_work(task: FileTask, id3v23: bool) -> FileDone:
-    """Do one task: the changed tags (untearable, ``files.write_fields``), then
-    the file placed at its destination (``moves.place``: the source name is
-    removed after the commit). A write that fails leaves the file as it was
-    and stops the item there; a failed move says where the file is."""
+    """Do one task: the changed tags (untearable, ``files.write_fields``; a
+    resizing write's backup is kept and reported, for the engine to remove
+    after its commit), then the file placed at its destination
+    (``moves.place``: the source name is removed after the commit). A write
+    that fails leaves the file as it was and stops the item there; a failed
+    move says where the file is."""
     done = FileDone(task.key)
     file = util.displayable_path(task.src)
     if task.tags is not None:
         try:
-            write_fields(task.src, task.tags, id3v23)
+            written = write_fields(task.src, task.tags, id3v23, spare=task.spare, keep_backup=True)
         except Exception as exc:
             done.write_error = describe(exc, file)
             return done
+        done.backup, done.warning = written.backup, written.warning
         try:
             done.mtime = int(os.path.getmtime(util.syspath(task.src)))
         except OSError:
