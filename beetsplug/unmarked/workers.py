@@ -18,6 +18,7 @@ and the crash repair never need to know which one did it.
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -92,6 +93,15 @@ def describe(exc: BaseException, file: str) -> str:
     return f"{file}: {type(exc).__name__}: {exc}"
 
 
+def flush_data(path: bytes) -> None:
+    """``fdatasync`` a file written in place (the tag fitted its padding)."""
+    fd = os.open(util.syspath(path), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
 def file_work(task: FileTask, id3v23: bool) -> FileDone:
     """Do one task: the changed tags (untearable, ``files.write_fields``; a
     resizing write's backup is kept and reported, for the engine to remove
@@ -108,6 +118,9 @@ def file_work(task: FileTask, id3v23: bool) -> FileDone:
             done.write_error = describe(exc, file)
             return done
         done.backup, done.warning = written.backup, written.warning
+        if written.route != "backed up":  # (that route syncs the file itself)
+            with suppress(OSError):  # (written all the same: the report must say so)
+                flush_data(task.src)  # on disk before the commit records it: a power cut cannot undo it unseen
         try:
             done.mtime = int(os.path.getmtime(util.syspath(task.src)))
         except OSError:
