@@ -18,8 +18,8 @@ and the crash repair never need to know which one did it.
 from __future__ import annotations
 
 import os
-from contextlib import suppress
 from collections import deque
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
