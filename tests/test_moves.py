@@ -11,7 +11,7 @@ from beets.util import FilesystemError
 
 from beetsplug.unmarked import moves
 
-pytestmark = pytest.mark.fast
+from .libenv import read_only
 
 
 def track(path: Path, data: bytes = b"RIFF0000 not really audio, only bytes to keep") -> bytes:
@@ -20,6 +20,7 @@ def track(path: Path, data: bytes = b"RIFF0000 not really audio, only bytes to k
     return os.fsencode(path)
 
 
+@pytest.mark.fast
 def test_on_one_filesystem_the_destination_is_a_second_name(tmp_path: Path) -> None:
     src, dst = track(tmp_path / "a" / "x.mp3"), os.fsencode(tmp_path / "b" / "y.mp3")
     os.makedirs(os.path.dirname(dst))
@@ -29,6 +30,7 @@ def test_on_one_filesystem_the_destination_is_a_second_name(tmp_path: Path) -> N
     assert moves.release(dst, src) and not os.path.exists(src) and os.path.exists(dst)
 
 
+@pytest.mark.fast
 def test_a_taken_destination_is_refused_and_nothing_changes(tmp_path: Path) -> None:
     src, dst = track(tmp_path / "x.mp3"), track(tmp_path / "y.mp3", b"someone else's")
     with pytest.raises(FilesystemError, match="file exists"):
@@ -37,6 +39,7 @@ def test_a_taken_destination_is_refused_and_nothing_changes(tmp_path: Path) -> N
     assert not moves.release(src, dst), "a different file is never removed"
 
 
+@pytest.mark.fast
 def test_across_filesystems_a_whole_copy_then_the_name(tmp_path: Path) -> None:
     shm = Path("/dev/shm")
     if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
@@ -58,6 +61,7 @@ def test_across_filesystems_a_whole_copy_then_the_name(tmp_path: Path) -> None:
         target.rmdir()
 
 
+@pytest.mark.fast
 def test_without_hard_links_beets_move_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A filesystem that refuses link(2) (FAT answers EPERM): renamed at once."""
     def no_links(*args: object, **kwargs: object) -> None:
@@ -69,9 +73,20 @@ def test_without_hard_links_beets_move_is_used(tmp_path: Path, monkeypatch: pyte
     assert not os.path.exists(src) and os.path.exists(dst)
 
 
+@pytest.mark.fast
 def test_leftover_partial_copies_go_when_their_name_is_placed(tmp_path: Path) -> None:
     keep = track(tmp_path / ".other.mp3.abcd1234.beets")
     gone = track(tmp_path / ".y.mp3.k2j4h5g6.beets")
     leftovers = moves.Leftovers()
     leftovers.clear(os.fsencode(tmp_path / "y.mp3"))
     assert not os.path.exists(gone) and os.path.exists(keep)
+
+
+def test_a_file_whose_directory_is_read_only_is_not_placed(tmp_path: Path) -> None:
+    """Its old name could never be removed after the commit: refused up front,
+    as beets' rename would be, and nothing is left at the destination."""
+    src, dst = track(tmp_path / "locked" / "x.mp3"), os.fsencode(tmp_path / "y.mp3")
+    with read_only(tmp_path / "locked"):
+        with pytest.raises(FilesystemError, match="not writable"):
+            moves.place(src, dst)
+    assert os.path.exists(src) and not os.path.exists(dst)

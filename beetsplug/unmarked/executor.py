@@ -341,10 +341,16 @@ class Executor:
         their directories are synced, then the journal forgets the moves and
         the emptied directories are pruned."""
         held, self._releases = self._releases, {}
-        for old, (new, _) in held.items():
-            release(new, old)
+        kept = []
+        for old, (new, intent) in held.items():
+            try:
+                release(new, old)
+            except OSError as exc:  # its intent stays: the next run's repair tries again
+                self.log.warning("could not remove the old name {} of {}: {}", util.displayable_path(old),
+                                 util.displayable_path(new), exc.strerror or exc)
+                kept.append(intent)
         sync_dirs(os.path.dirname(old) for old in held)
-        self.journal.forget([intent for _, intent in held.values()])
+        self.journal.forget([intent for _, intent in held.values() if intent not in kept])
         for directory in {os.path.dirname(old) for old in held}:
             util.prune_dirs(directory, self.lib.directory, clutter=self.clutter)
         self._made.clear()

@@ -73,6 +73,9 @@ def place(src: bytes, dst: bytes, adopt: bool = False) -> Placed:
         if second_name(src, dst) or (adopt and same_file(src, dst)):
             return "both"  # a move cut short left it: the same file, already placed
         raise FilesystemError("file exists", "rename", (src, dst))
+    if not os.access(os.path.dirname(source) or ".", os.W_OK):  # its old name could never be removed
+        raise FilesystemError(PermissionError(errno.EACCES, "Permission denied: its directory is not writable",
+                                              os.fsdecode(os.path.dirname(source))), "move", (src, dst))
     try:
         os.link(source, target, follow_symlinks=False)  # a symlinked item: the link moves, as with beets
         return "both"
