@@ -17,7 +17,7 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import mediafile
@@ -413,13 +413,13 @@ def test_a_file_moved_away_during_a_backed_up_write_gets_the_tags_where_it_went(
     path = full_track(env.lib_path / "song.flac", {"title": "Song ft Guest", "artist": "A"}, padding=0, seconds=2)
     samples = samples_hash(path)
     elsewhere = env.lib_path / "moved by another program.flac"
-    sync = files._sync_directory
+    sync = files.sync_dirs
 
-    def sync_then_move(directory: bytes) -> None:
-        sync(directory)
+    def sync_then_move(directories: Iterable[bytes]) -> None:  # the backup's directory synced: the write is next
+        sync(directories)
         os.rename(path, elsewhere)
 
-    monkeypatch.setattr(files, "_sync_directory", sync_then_move)
+    monkeypatch.setattr(files, "sync_dirs", sync_then_move)
     title = "Song featuring Guest, a title that no longer fits"
     assert write_fields(os.fsencode(path), {"title": title}, id3v23=False).route == "backed up"
     assert not path.exists(), "the old path was not re-created"

@@ -126,6 +126,7 @@ from mutagen import PaddingInfo
 from mutagen._util import FileThing
 
 from .beets_compat import ReadError, WriteError
+from .moves import sync_dirs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -470,24 +471,13 @@ def _backup_in(src: int, directory: bytes, prefix: bytes, spare: bool) -> bytes:
         finally:
             os.close(fd)
         os.rename(temp, backup)
-        _sync_directory(directory)  # the backup's name is on disk before the file changes
+        sync_dirs([directory])  # the backup's name is on disk before the file changes
     except BaseException:
         for leftover in (temp, backup):
             with suppress(OSError):
                 os.remove(leftover)
         raise
     return backup
-
-
-def _sync_directory(directory: bytes) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.EROFS):  # a filesystem that cannot sync directories
-            raise
-    finally:
-        os.close(fd)
 
 
 def restore_backup(backup: bytes, target: bytes) -> None:
@@ -597,9 +587,7 @@ def remove_stale_temps(path: bytes, spare: bytes | None = None) -> list[bytes]:
         with suppress(FileNotFoundError):
             os.remove(temp)
             removed.append(temp)
-    for directory in {os.path.dirname(temp) for temp in removed}:
-        with suppress(FileNotFoundError):
-            _sync_directory(directory)
+    sync_dirs({os.path.dirname(temp) for temp in removed})  # (one gone meanwhile is skipped)
     return removed
 
 
