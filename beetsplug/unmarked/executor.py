@@ -202,19 +202,23 @@ class Executor:
             [tags_entry(h.touch.id, h.touch.src, self.planner.media_changes(h.touch.changes), spare)]
             if h.tags else []) + (
             [(ITEM, h.touch.id, h.touch.src, h.dest)] if h.dest is not None else [])]
-        intents = iter(self.journal.intend_many(entries))
+        with signals_deferred():  # a stop between the journal's commit and this would leave intents no touch holds
+            intents = iter(self.journal.intend_many(entries))
+            for handed in plans:
+                handed.touch.to(HANDED)  # from its first intent on, a stop puts it back (it finds out from the file)
+                if handed.tags:
+                    handed.tags_intent = next(intents)
+                    handed.touch.intents.append(handed.tags_intent)
+                if handed.dest is not None:
+                    handed.move_intent = next(intents)
+                    handed.touch.intents.append(handed.move_intent)
         tasks = []
         for handed in plans:
             touch, item = handed.touch, handed.touch.item
-            touch.to(HANDED)  # first: from its first intent on, a stop puts it back (it finds out from the file)
             if handed.tags:
-                handed.tags_intent = next(intents)
-                touch.intents.append(handed.tags_intent)
                 plugins.send("write", item=item, path=touch.src, tags=handed.tags)
                 touch.wrote = True  # maybe, until the report says
             if handed.dest is not None:
-                handed.move_intent = next(intents)
-                touch.intents.append(handed.move_intent)
                 touch.dest = handed.dest  # maybe moved, until the report says
                 plugins.send("before_item_moved", item=item, source=touch.src, destination=handed.dest)
             key = next(self._keys)
