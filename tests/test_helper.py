@@ -252,3 +252,53 @@ def test_the_parent_takes_the_destinations_the_helper_has_not_begun(monkeypatch:
     parent._begun[slot], parent._limit[slot] = 2, 5  # the helper is at item 1 of 5
     assert [parent.steal(slot) for _ in range(4)] == [4, 3, 2, None]
     del counters, parent
+
+
+BUSY_SQLITE = '''
+import sqlite3
+import threading
+
+from beets.plugins import BeetsPlugin
+
+QUERY = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 200000) "
+         "SELECT count(*) FROM (SELECT printf('%0100d', x) AS s FROM c ORDER BY s)")
+
+
+def busy():
+    conn = sqlite3.connect(":memory:", check_same_thread=False)
+    while True:
+        conn.execute(QUERY).fetchall()
+
+
+class BusySqlite(BeetsPlugin):
+    """A thread of the server that is always inside SQLite, as request threads reading the library are."""
+    def __init__(self):
+        super().__init__()
+        threading.Thread(target=busy, name="busy-sqlite", daemon=True).start()
+'''
+
+
+def test_a_web_job_finishes_while_another_server_thread_is_inside_sqlite() -> None:
+    """A forked child gets only the forking thread: a lock another thread held
+    at that instant (SQLite's memory mutex, say) stays held in the child for
+    good. A web job must not leave its work to such a child: each of these
+    jobs (enough items for a helper) finishes, every item done."""
+    from .servers import beet_web
+    from .test_web_api import wait_status
+
+    with LibraryEnv() as env:
+        populate(env, 8, albums=False)
+        folder = env.temp_path / "test-plugins"
+        folder.mkdir()
+        (folder / "busysqlite.py").write_text(BUSY_SQLITE)
+        env.configure(pluginpath=[str(folder)], plugins=["unmarked", "web", "busysqlite"], web={"readonly": False})
+        server = beet_web(env)
+        try:
+            for run in range(16):
+                response = server.post("/api/jobs", json={"op": "normalize", "force": True})
+                assert response.status_code == 202, response.text
+                summary = wait_status(server, response.json()["job"], {"completed", "failed", "cancelled"}, 90)
+                assert (summary["status"], summary["succeeded"]) == ("completed", 8), (run, summary["error"])
+        finally:
+            server.stop()
+        consistent(env)

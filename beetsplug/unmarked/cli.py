@@ -75,6 +75,14 @@ def _marker_command(verb: str, summary: str, done: str, write: Any) -> ui.Subcom
     return cmd
 
 
+class Bar(tqdm):
+    """tqdm without its monitor thread (it only tunes redraws of stalled
+    bars): a run forks its helper only from a single-threaded process
+    (helper.available)."""
+
+    monitor_interval = 0
+
+
 class TerminalSink:
     """Progress bar on a terminal (stderr), errors as they come, a summary line.
 
@@ -91,7 +99,7 @@ class TerminalSink:
         # A terminal that reports no size (some ptys) would hide tqdm's bar:
         # give it beets' configured width and a usual height instead.
         sized = shutil.get_terminal_size((0, 0)).columns > 0
-        self.bar = tqdm(total=total, unit="item", desc=self.op.command, file=sys.stderr,
+        self.bar = Bar(total=total, unit="item", desc=self.op.command, file=sys.stderr,
                         disable=self.pretend or not sys.stderr.isatty(), dynamic_ncols=sized,
                         ncols=None if sized else ui.term_width(), nrows=None if sized else 24)
 

@@ -1,9 +1,10 @@
 """A helper process: the second core's share of a run.
 
 The engine forks one helper at the start of a real run (Linux, enough items,
-and no plugin that listens to the events of the work handed over: ``write``,
-``after_write``, ``before_item_moved``, ``item_moved``). It answers requests
-in the order they are sent:
+a process with no other thread (``available``), and no plugin that listens
+to the events of the work handed over: ``write``, ``after_write``,
+``before_item_moved``, ``item_moved``). It answers requests in the order
+they are sent:
 
 * ``files``: for each item, write the changed tags (``files.write_fields``,
   untearable) and then move the file (beets' ``util.move``), as the engine
@@ -53,6 +54,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from contextlib import AbstractContextManager, nullcontext
@@ -92,9 +94,19 @@ class DestinationDone:
 
 
 def available(claim: LibraryLock | None) -> bool:
-    """Whether a helper can be had here: a claim to share, fork, and the
-    kernel's parent-death signal (Linux)."""
-    return claim is not None and sys.platform.startswith("linux") and hasattr(os, "fork")
+    """Whether a helper can be had here: a claim to share, fork, the kernel's
+    parent-death signal (Linux), and no other thread in this process.
+
+    A forked child has only the thread that forked. A lock another thread
+    held at that instant stays held in the child for good: SQLite's memory
+    mutex while a web request reads the library, a module's import lock, a
+    logging handler's. The child then hangs on its first use of it (seen:
+    a web job's helper stuck in ``sqlite3_free`` until the wedge timeout
+    failed the job). So only a single-threaded process (the command line)
+    forks a helper; a web server's jobs and the import hook (beets' import
+    pipeline runs threads) do their file work in their own process."""
+    return (claim is not None and sys.platform.startswith("linux") and hasattr(os, "fork")
+            and threading.active_count() == 1)
 
 
 class Helper:
