@@ -8,6 +8,7 @@ it was read, what its worker reported, and its state (states.py).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,16 @@ def describe(exc: Exception, file: str, log: BeetsLogger) -> str:
     return f"{file}: {type(exc).__name__}: {exc}"
 
 
+def undo_record(markers_before: dict[str, Any], src: bytes, dest: bytes) -> dict[str, Any]:
+    """An item event's ``undo``: its markers before the run, and its exact
+    paths when the event's ``file``/``dest`` text cannot spell them."""
+    record: dict[str, Any] = {"markers": markers_before}
+    for key, path in (("src", src), ("dest", dest)):
+        if readable(path).encode() != path:
+            record[key] = os.fsdecode(path)  # (lone surrogates: JSON escapes them, ``os.fsencode`` gives the bytes)
+    return record
+
+
 @dataclass(eq=False)
 class Touch(Tracker):
     """One item a batch works on: how it was read, its plan, and what was
@@ -69,6 +80,7 @@ class Touch(Tracker):
     linked: bool = False  # moved, and ``src`` still names the file too, until after the commit (moves.py)
     intents: list[int] = field(default_factory=list)
     move_intent: int | None = None  # of those, its move's (kept until the old name is gone when ``linked``)
+    markers_before: dict[str, Any] = field(default_factory=dict)  # as read: what an undo puts back (reversal.py)
 
     def fail(self, error: str) -> None:
         """One item's trouble never stops the run: it is reported, unmarked;
@@ -82,7 +94,8 @@ class Touch(Tracker):
         self.to(DONE)
         self.store, self.markers = not pretend, markers
         self.result = ItemResult(self.id, self.file, readable(self.item.path), changes=self.changes,
-                                 before=self.before, after=self.item if pretend else None)
+                                 before=self.before, after=self.item if pretend else None,
+                                 undo=None if pretend else undo_record(self.markers_before, self.src, self.item.path))
 
 
 @dataclass

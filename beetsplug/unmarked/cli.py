@@ -15,10 +15,11 @@ from . import markers
 from .beets_compat import UserError, show_model_changes, show_path_changes
 from .engine import Engine
 from .errors import Terminated
-from .jobs import JobConflict, describe, how_to_stop
-from .jobs_cli import jobs_command, status_command
+from .jobs import JobConflict, describe, how_to_stop, store_for
+from .jobs_cli import job_id, jobs_command, status_command
 from .operations import OPERATIONS, Operation, get_operation
-from .runner import JobConfig, open_job
+from .reversal import UNDO, NotUndoable, reversal_of
+from .runner import JobConfig, open_job, open_undo
 from .selection import parse_query, select_ids, work_query
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
     from . import UnmarkedPlugin
     from .results import ItemResult, Summary
+    from .runner import Job
 
 
 def _add_op_option(parser: optparse.OptionParser) -> None:
@@ -90,8 +92,9 @@ class TerminalSink:
     path change (beets' ``show_path_changes``) instead.
     """
 
-    def __init__(self, op: Operation, plugin: UnmarkedPlugin, pretend: bool) -> None:
+    def __init__(self, op: Operation, plugin: UnmarkedPlugin, pretend: bool, label: str | None = None) -> None:
         self.op, self.log, self.pretend = op, plugin._log, pretend
+        self.label = label or op.command  # what the bar and the summary line call the run
         self.began = time.monotonic()
         self.bar: tqdm | None = None
 
@@ -99,7 +102,7 @@ class TerminalSink:
         # A terminal that reports no size (some ptys) would hide tqdm's bar:
         # give it beets' configured width and a usual height instead.
         sized = shutil.get_terminal_size((0, 0)).columns > 0
-        self.bar = Bar(total=total, unit="item", desc=self.op.command, file=sys.stderr,
+        self.bar = Bar(total=total, unit="item", desc=self.label, file=sys.stderr,
                         disable=self.pretend or not sys.stderr.isatty(), dynamic_ncols=sized,
                         ncols=None if sized else ui.term_width(), nrows=None if sized else 24)
 
@@ -127,7 +130,7 @@ class TerminalSink:
             self.bar.close()
         note = " (pretend: nothing was changed)" if self.pretend else ""
         ui.print_(
-            f"{self.op.command}{note}: {summary.current} processed, {summary.succeeded} succeeded, "
+            f"{self.label}{note}: {summary.current} processed, {summary.succeeded} succeeded, "
             f"{summary.failed} failed, {summary.skipped} skipped "
             f"in {time.monotonic() - self.began:.1f} s ({summary.status})."
         )
@@ -179,19 +182,45 @@ def _operation_command(op: Operation, plugin: UnmarkedPlugin) -> ui.Subcommand:
         except JobConflict as conflict:
             raise UserError(f"{conflict}; run again with --wait to wait for it"
                             + (f", or {how_to_stop(conflict.active)}" if conflict.active else "")) from None
-        try:
-            with job, logging_redirect_tqdm(loggers=[plugin._log.parent] if plugin._log.parent else []):
-                summary = job.run([sink])
-        except KeyboardInterrupt:
-            ui.print_(f"{op.command}: interrupted; the next run finishes the rest.")
-            raise SystemExit(INTERRUPTED) from None
-        except Terminated as stopped:  # SIGTERM / SIGHUP: the batch was put back, as after Ctrl-C
-            ui.print_(f"{op.command}: {stopped}; the next run finishes the rest.")
-            raise SystemExit(128 + stopped.signum) from None
-        _raise_unless_all_done(summary)
+        run_job(job, sink, plugin)
 
     cmd.func = func
     return cmd
+
+
+def undo_job(lib: Library, text: str, pretend: bool, plugin: UnmarkedPlugin) -> None:
+    """``beet unmarked-jobs --undo ID [--pretend]``: a job that puts back what job ID changed (reversal.py)."""
+    undone = job_id(text)
+    config = JobConfig.from_plugin(plugin.config)
+    sink = TerminalSink(UNDO, plugin, pretend, label=f"undo of job {undone}")
+    try:
+        if pretend:
+            reversal = reversal_of(store_for(lib), undone)
+            engine = Engine(lib, UNDO, rules=config.rules, settings=config.settings, log=plugin._log,
+                            pretend=True, reversal=reversal)
+            _raise_unless_all_done(engine.run(sorted(reversal.items), sink))
+            return
+        job = open_undo(lib, undone, origin="cli", config=config, log=plugin._log)
+    except NotUndoable as exc:
+        raise UserError(str(exc)) from None
+    except JobConflict as conflict:
+        raise UserError(str(conflict) + (f"; {how_to_stop(conflict.active)}" if conflict.active else "")) from None
+    run_job(job, sink, plugin)
+
+
+def run_job(job: Job, sink: TerminalSink, plugin: UnmarkedPlugin) -> None:
+    """Run a claimed job on the terminal; the exit status says how it went
+    (1: an item failed or the run stopped; 130 after Ctrl-C; 128+N after signal N)."""
+    try:
+        with job, logging_redirect_tqdm(loggers=[plugin._log.parent] if plugin._log.parent else []):
+            summary = job.run([sink])
+    except KeyboardInterrupt:
+        ui.print_(f"{sink.label}: interrupted; the next run finishes the rest.")
+        raise SystemExit(INTERRUPTED) from None
+    except Terminated as stopped:  # SIGTERM / SIGHUP: the batch was put back, as after Ctrl-C
+        ui.print_(f"{sink.label}: {stopped}; the next run finishes the rest.")
+        raise SystemExit(128 + stopped.signum) from None
+    _raise_unless_all_done(summary)
 
 
 def build_commands(plugin: UnmarkedPlugin) -> list[ui.Subcommand]:
@@ -200,6 +229,6 @@ def build_commands(plugin: UnmarkedPlugin) -> list[ui.Subcommand]:
         *operations,
         _marker_command("mark", "set markers without processing (QUERY or --all)", "set", markers.set_markers),
         _marker_command("unmark", "clear markers (QUERY or --all)", "cleared", markers.clear_markers),
-        jobs_command(),
+        jobs_command(lambda lib, job, pretend: undo_job(lib, job, pretend, plugin)),
         status_command(),
     ]

@@ -8,6 +8,9 @@ steps, each in a module of its own:
         -> commit (commit.py) -> report (the sinks)
     and on any early exit: undo (undo.py)
 
+An undo of a job (reversal.py) is a run like the others: only its plans
+come from the job's record instead of the rules and path formats.
+
 states.py lists an item's states and the moves between them. Items are
 committed in batches: one library transaction holds the item changes and
 their markers together, bounded by count and by time so other readers are
@@ -73,6 +76,7 @@ if TYPE_CHECKING:
     from .journal import Journal
     from .normalize import Rules
     from .operations import Operation
+    from .reversal import Reversal
 
 
 class Sink(Protocol):
@@ -117,7 +121,8 @@ class Engine:
 
     def __init__(self, lib: Library, op: Operation, *, rules: Rules, settings: Settings, log: BeetsLogger,
                  journal: Journal | None = None, force: bool = False, pretend: bool = False,
-                 guard: Callable[[], None] | None = None, claim: LibraryLock | None = None) -> None:
+                 guard: Callable[[], None] | None = None, claim: LibraryLock | None = None,
+                 reversal: Reversal | None = None) -> None:
         if not pretend and journal is None:
             raise ValueError("a real run needs the journal")
         self.lib, self.op, self.settings, self.log, self.pretend = lib, op, settings, log, pretend
@@ -125,7 +130,7 @@ class Engine:
         journaled = journal if journal is not None else NoJournal()
         id3v23 = beets.config["id3v23"].get(bool)
         self.clutter = beets.config["clutter"].as_str_seq()
-        self.planner = Planner(lib, op, rules, force=force, pretend=pretend, log=log)
+        self.planner = Planner(lib, op, rules, force=force, pretend=pretend, log=log, reversal=reversal)
         self.executor = Executor(lib, op, self.planner, journaled, guard=self.guard, log=log, claim=claim,
                                  id3v23=id3v23, clutter=self.clutter)
         self.committer = Committer(lib, journaled, self.planner, guard=self.guard, log=log,

@@ -30,6 +30,7 @@ def item_event(job: int, current: int, total: int, result: ItemResult) -> dict[s
         "error": result.error,
         "changes": result.changes,
         "skipped": result.skipped,
+        **({"undo": result.undo} if result.undo is not None else {}),
     }
 
 

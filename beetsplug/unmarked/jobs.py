@@ -79,7 +79,9 @@ CREATE TABLE IF NOT EXISTS events (
 """
 # Columns added after the first release; stores made by it get them on open.
 # ``layout``: the path configuration the job was started under (JSON, layout.py).
-ADDED_COLUMNS = {"ids": "BLOB", "resumed": "TEXT", "compacted": "INTEGER NOT NULL DEFAULT 0", "layout": "TEXT"}
+# ``undoes``: the job an undo job undoes (reversal.py).
+ADDED_COLUMNS = {"ids": "BLOB", "resumed": "TEXT", "compacted": "INTEGER NOT NULL DEFAULT 0", "layout": "TEXT",
+                 "undoes": "INTEGER"}
 # The write-ahead log is checkpointed every ~800 KiB and cut back to 1 MiB, so
 # it does not stay at the size of the largest job the store ever saw.
 WAL_PAGES, WAL_LIMIT = 200, 1 << 20
@@ -220,17 +222,17 @@ class JobStore:
     # --- jobs: created under the library lock (see runner.py) ---------------
 
     def create(self, op: str, query: str, *, force: bool, origin: str,
-               layout: dict[str, Any] | None = None) -> int:
+               layout: dict[str, Any] | None = None, undoes: int | None = None) -> int:
         """A new queued job, started under the path configuration ``layout``.
         Only the holder of the library lock calls this."""
         now = time.time()
         with self.transaction() as db:
             self._prune(db)
             return _inserted(db.execute(
-                "INSERT INTO jobs (op, query, force, origin, status, created, host, pid, heartbeat, layout)"
-                " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (op, query, force, origin, status, created, host, pid, heartbeat, layout, undoes)"
+                " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
                 (op, query, int(force), origin, now, HOST, os.getpid(), now,
-                 None if layout is None else json.dumps(layout, ensure_ascii=False)),
+                 None if layout is None else json.dumps(layout, ensure_ascii=False), undoes),
             ))
 
     def layout(self, job: int) -> dict[str, Any] | None:
@@ -444,6 +446,18 @@ class JobStore:
                               "ORDER BY failed DESC, seq LIMIT ? OFFSET ?", (job, limit, offset)).fetchall()
         return count, [json.loads(row["data"]) for row in rows]
 
+    def item_record(self, job: int) -> Iterator[dict[str, Any]]:
+        """Every ``item`` event of the job, in order (what an undo reads: reversal.py)."""
+        after = -1
+        while True:
+            with self._errors():
+                rows = self._db().execute("SELECT seq, data FROM events WHERE job = ? AND type = 'item' AND seq > ?"
+                                          " ORDER BY seq LIMIT 2000", (job, after)).fetchall()
+            if not rows:
+                return
+            after = rows[-1]["seq"]
+            yield from (json.loads(row["data"]) for row in rows)
+
     def _failures(self, db: sqlite3.Connection, job: int) -> builtins.list[dict[str, Any]]:
         rows = db.execute("SELECT data FROM events WHERE job = ? AND failed = 1 ORDER BY seq", (job,))
         return [failure_entry(json.loads(row["data"])) for row in rows]
@@ -460,7 +474,7 @@ class JobStore:
             force=bool(row["force"]), origin=row["origin"], host=row["host"], pid=row["pid"],
             last_event=row["last_event"], cancel_requested=bool(row["cancel"]), error=row["error"],
             resumed=json.loads(row["resumed"]) if row["resumed"] else [],
-            compacted=bool(row["compacted"]),
+            compacted=bool(row["compacted"]), undoes=row["undoes"],
         )
         if errors:
             summary["errors"] = self.failures(row["id"])

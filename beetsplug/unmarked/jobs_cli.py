@@ -3,6 +3,7 @@
     beet unmarked-jobs                 recent jobs, newest first
     beet unmarked-jobs --show ID       one job's record, failed items first
     beet unmarked-jobs --cancel ID     ask a running job to stop (from any terminal)
+    beet unmarked-jobs --undo ID       put back what job ID changed (a new job; --pretend shows it)
     beet unmarked-status               unmarked items per operation, stale renamed markers; the running job
 """
 
@@ -20,6 +21,8 @@ from .operations import OPERATIONS
 from .selection import select_ids
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from beets.library import Library
 
 
@@ -36,7 +39,8 @@ def _took(job: dict[str, Any]) -> str:
 
 def job_line(job: dict[str, Any]) -> str:
     """One job as a line: what the page's recent-jobs list shows."""
-    line = (f"{job['job']:>5}  {job['status']:<11} {job['op']:<9} {job['origin']:<6} "
+    op = f"undo {job['undoes']}" if job.get("undoes") is not None else job["op"]
+    line = (f"{job['job']:>5}  {job['status']:<11} {op:<9} {job['origin']:<6} "
             f"{job['current']}/{job['total']} done, {job['succeeded']} ok, {job['failed']} failed, "
             f"{job['skipped']} skipped  {_when(job['created'])}  {_took(job)}")
     if job["resumed"]:
@@ -44,14 +48,14 @@ def job_line(job: dict[str, Any]) -> str:
     return line
 
 
-def _job_id(text: str) -> int:
+def job_id(text: str) -> int:
     if not text.isascii() or not text.isdigit():
         raise UserError(f"a job id is a number, not {text!r}")
     return int(text)
 
 
 def _get(lib: Library, text: str) -> dict[str, Any]:
-    job = store_for(lib).get(_job_id(text))
+    job = store_for(lib).get(job_id(text))
     if job is None:
         raise UserError(f"no job {text} (see `beet unmarked-jobs`)")
     return job
@@ -80,14 +84,23 @@ def cancel(lib: Library, text: str) -> None:
     ui.print_(f"job {job['job']}: cancel requested; it stops before its next item")
 
 
-def jobs_command() -> ui.Subcommand:
-    cmd = ui.Subcommand("unmarked-jobs", help="list recent unmarked jobs, show one, or cancel one")
+def jobs_command(undo: Callable[[Library, str, bool], None]) -> ui.Subcommand:
+    """``undo(lib, id, pretend)`` runs an undo job (cli.py: it shares the operations' terminal)."""
+    cmd = ui.Subcommand("unmarked-jobs", help="list recent unmarked jobs, show one, cancel one, or undo one")
     cmd.parser.add_option("--show", metavar="ID", help="print a job's record, failed items first")
     cmd.parser.add_option("--cancel", metavar="ID", help="ask a running job to stop")
+    cmd.parser.add_option("--undo", metavar="ID", help="put back what a finished job changed: paths, the fields "
+                          "it changed (library and files), markers; items changed since are left alone")
+    cmd.parser.add_option("-p", "--pretend", action="store_true", default=False,
+                          help="with --undo: show what the undo would change; change nothing")
     cmd.parser.add_option("-n", "--limit", type="int", default=20, help="how many jobs to list (default 20)")
 
     def func(lib: Library, opts: Any, args: list[str]) -> None:
-        if opts.show:
+        if opts.pretend and not opts.undo:
+            raise UserError("--pretend goes with --undo")
+        if opts.undo:
+            undo(lib, opts.undo, opts.pretend)
+        elif opts.show:
             show(lib, opts.show)
         elif opts.cancel:
             cancel(lib, opts.cancel)

@@ -27,6 +27,7 @@ from .errors import RunAborted
 from .moves import same_file, second_name
 from .operations import RENAMED
 from .results import ItemResult, readable
+from .reversal import AS_BEFORE, CHANGED, UNDONE_MARKERS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from .batch import Batch
     from .normalize import Rules
     from .operations import Operation
+    from .reversal import Reversal
     from .stored import Row
 
 
@@ -58,9 +60,11 @@ class Planner:
     """Plans for one run's items (construct per run)."""
 
     def __init__(self, lib: Library, op: Operation, rules: Rules, *, force: bool, pretend: bool,
-                 log: BeetsLogger) -> None:
+                 log: BeetsLogger, reversal: Reversal | None = None) -> None:
         self.lib, self.op, self.rules, self.force, self.pretend, self.log = lib, op, rules, force, pretend, log
-        self.markers = op.markers
+        # An undo (reversal.py): each item's plan is its record's, reversed; no marker is set, the old ones come back.
+        self.reversal = reversal
+        self.markers = op.markers if reversal is None else ()
         self.unreported: dict[int, float] = {}  # resuming: items the stopped run marked (and when), unreported
         self._chooser: Callable[[Item], bytes] | None = None  # path formats, parsed once (in the run)
         self.free: Callable[[bytes], bool] = lambda path: False  # removes an old name the run holds (executor)
@@ -90,17 +94,23 @@ class Planner:
     def begin(self, item_id: int, raw: Row | None, batch: Batch) -> Touch | ItemResult:
         """An item as read: skipped, or a touch with its changes planned
         (failed already if its file is gone)."""
+        if raw is None and self.reversal is not None:
+            return ItemResult(item_id, None, success=False, error=f"changed since job {self.reversal.job}: "
+                                                                  f"item {item_id} was removed from the library")
         if raw is None:
             return ItemResult(item_id, None, skipped=True, error="removed from the library during the run")
         item = stored.model(self.lib, raw)
         path = item.path
         file = readable(path)
+        if self.reversal is not None:
+            return self._begin_undo(item_id, item, raw, batch)
         if item_id in self.unreported and stored.marked_at(raw[2], self.markers, self.unreported[item_id]):
             return ItemResult(item_id, file, file)  # done by the run this one resumes: recorded, never reported
         done = all(markers.holds(raw[2], marker, self.layout) for marker in self.markers)  # as ``unmarked:`` selects
         if done and not self.force:
             return ItemResult(item_id, file, file, skipped=True, error="already done by another run")
-        touch = Touch(item_id, item, raw, path, file, before=item.copy() if self.pretend else None)
+        touch = Touch(item_id, item, raw, path, file, before=item.copy() if self.pretend else None,
+                      markers_before={key: raw[2].get(key) for key in UNDONE_MARKERS})
         if not self.pretend:
             batch.touches.append(touch)
         try:
@@ -114,10 +124,34 @@ class Planner:
             self.fail(touch, exc)
         return touch
 
+    def _begin_undo(self, item_id: int, item: Item, raw: Row, batch: Batch) -> Touch | ItemResult:
+        """An item of an undo: put back if it is as the job left it (its plan
+        reversed: the fields the job changed, its path), skipped if it is as
+        the job found it already, else left alone and reported."""
+        assert self.reversal is not None
+        job, plan, file = self.reversal.job, self.reversal.items[item_id], readable(item.path)
+        state, what = plan.state(item)
+        if state == AS_BEFORE:
+            return ItemResult(item_id, file, file, skipped=True, error=f"already as before job {job}")
+        if state == CHANGED:
+            return ItemResult(item_id, file, success=False,
+                              error=f"changed since job {job}: {item.title} ({file}: {what}); left as it is")
+        touch = Touch(item_id, item, raw, item.path, file, before=item.copy() if self.pretend else None,
+                      markers_before={key: raw[2].get(key) for key in UNDONE_MARKERS})
+        if not self.pretend:
+            batch.touches.append(touch)
+        if not os.path.exists(util.syspath(item.path)):
+            self.fail(touch, ItemError(f"file not found: {file}"))
+            return touch
+        touch.changes = plan.apply(item)
+        return touch
+
     def fail(self, touch: Touch, exc: Exception) -> None:
         touch.fail(describe(exc, touch.file, self.log))
 
     def succeed(self, touch: Touch) -> None:
+        if self.reversal is not None:  # the markers as before the job, stored with the item
+            self.reversal.items[touch.id].restore_markers(touch.item)
         touch.succeed(self.markers, self.pretend)
 
     # --- tags -------------------------------------------------------------------
@@ -133,7 +167,7 @@ class Planner:
 
     def normalized_albums(self, ids: Sequence[int]) -> list[Album]:
         """The albums of these items whose fields the rules changed (in memory)."""
-        if not self.op.normalize:
+        if not self.op.normalize or self.reversal is not None:
             return []
         with self.lib.transaction() as tx:
             album_ids = sorted({row[0] for part in stored.parts(ids) for row in tx.query(
@@ -159,7 +193,10 @@ class Planner:
     # --- paths --------------------------------------------------------------------
 
     def destination(self, item: Item) -> bytes:
-        """``item.destination()``, with the path formats' queries parsed once."""
+        """``item.destination()``, with the path formats' queries parsed once
+        (an undo: where the job found the file)."""
+        if self.reversal is not None:
+            return self.reversal.items[int(item.id or 0)].src
         if self._chooser is None:
             self._chooser = path_format_chooser(self.lib)
         return self._chooser(item)
@@ -174,6 +211,8 @@ class Planner:
         # exists, so one stat answers the usual case: free, and not the file.
         if dest == touch.src:
             return None
+        if self.reversal is not None:
+            return self._place_back(touch, batch, dest)
         if os.path.exists(util.syspath(dest)) and not self.free(dest):
             if util.samefile(dest, touch.src) and not second_name(touch.src, dest):
                 return None
@@ -184,6 +223,18 @@ class Planner:
             dest = unique_destination(dest, batch.taken)
         elif dest in batch.taken:
             dest = unique_destination(dest, batch.taken)
+        batch.taken.add(dest)
+        return dest
+
+    def _place_back(self, touch: Touch, batch: Batch, dest: bytes) -> bytes:
+        """An undo's move goes exactly where the job found the file: a name
+        another file holds (or another item of the batch goes to) is this
+        item's failure, never a unique name beside it."""
+        if dest in batch.taken or (os.path.lexists(util.syspath(dest)) and not self.free(dest)
+                                   and not second_name(touch.src, dest)):
+            raise ItemError(f"{touch.file}: cannot move it back to {readable(dest)}: another file is there")
+        if os.path.lexists(util.syspath(dest)):
+            batch.adopted.add(dest)  # its own second name, left by a move back cut short (moves.py)
         batch.taken.add(dest)
         return dest
 
@@ -212,6 +263,8 @@ class Planner:
         whose destination changed loses ``renamed`` (cleared, in the same
         commit, not moved: normalize stays a tags-only operation, and the
         next rename-unmarked moves it), with its fingerprint. Returns whether it was cleared."""
+        if self.reversal is not None:  # an undo restores the markers as they were
+            return False
         if item.get(RENAMED, with_album=False) is None or util.samefile(self.destination(item), item.path):
             return False
         del item[RENAMED]

@@ -35,6 +35,10 @@ class ItemResult:
     error: str | None = None
     changes: dict[str, list[Any]] = field(default_factory=dict)
     skipped: bool = False
+    # What an undo of the job needs beyond ``file``/``dest``/``changes``
+    # (reversal.py): the item's markers before the job; its exact paths when
+    # ``file``/``dest`` could not spell them (not UTF-8).
+    undo: dict[str, Any] | None = None
     # In-process renderers only (``--pretend`` diffs); never serialized.
     before: Item | None = None
     after: Item | None = None

@@ -40,6 +40,7 @@ from .normalize import Rules
 from .operations import get_operation
 from .repair import reconcile
 from .results import ItemResult, Summary, readable
+from .reversal import UNDO, reversal_of
 from .selection import select_ids, work_query
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from beets.logging import BeetsLogger
 
     from .operations import Operation
+    from .reversal import Reversal
 
 
 
@@ -77,8 +79,10 @@ class Job:
     def __init__(self, lib: Library, store: JobStore, lock: LibraryLock, job_id: int, op: Operation, *,
                  query: str, force: bool, config: JobConfig, log: BeetsLogger,
                  ids: Sequence[int] | None = None, resume: Summary | None = None,
-                 unreported: dict[int, float] | None = None, layout_changed: Sequence[str] = ()) -> None:
+                 unreported: dict[int, float] | None = None, layout_changed: Sequence[str] = (),
+                 reversal: Reversal | None = None) -> None:
         self.lib, self.store, self.lock, self.id, self.op = lib, store, lock, job_id, op
+        self.reversal = reversal  # an undo job: what it puts back (reversal.py)
         self.query, self.force, self.config, self.log = query, force, config, log
         self.ids = list(ids) if ids is not None else store.ids(job_id)
         self.resume = resume
@@ -130,7 +134,7 @@ class Job:
         settings, rules = self.config.settings, self.config.rules
         engine = Engine(self.lib, self.op, rules=rules, settings=settings, log=self.log,
                         journal=Journal(self.store, self.id),
-                        force=self.force, guard=self.lock.check, claim=self.lock)
+                        force=self.force, guard=self.lock.check, claim=self.lock, reversal=self.reversal)
         try:
             with stop_signals_raise():
                 return engine.run(remaining, Fanout([JobSink(self.store, self.id, self.op.name), *sinks]),
@@ -259,6 +263,26 @@ def open_job(lib: Library, op: Operation, query: str | Sequence[str], *, force: 
     return Job(lib, store, lock, job_id, op, query=text, force=force, config=config, log=log, ids=ids)
 
 
+def open_undo(lib: Library, undone: int, *, origin: str, config: JobConfig, log: BeetsLogger,
+              wait: Callable[[dict[str, Any] | None], None] | None = None) -> Job:
+    """Claim the library as ``open_job`` does and create a job that undoes
+    job ``undone``: its items are those the job did (``NotUndoable``: it
+    cannot be undone, and nothing was created)."""
+    store = store_for(lib)
+    lock = _take(store, wait)
+    try:
+        settle(lib, store, log)
+        reversal = reversal_of(store, undone)  # under the lock: the job has ended and stays as recorded
+        ids = sorted(reversal.items)
+        job_id = store.create(UNDO.name, f"undo of job {undone}", force=False, origin=origin, undoes=undone)
+        store.set_ids(job_id, ids)
+    except BaseException:
+        lock.release()
+        raise
+    return Job(lib, store, lock, job_id, UNDO, query=f"undo of job {undone}", force=False, config=config, log=log,
+               ids=ids, reversal=reversal)
+
+
 def settle(lib: Library, store: JobStore, log: BeetsLogger) -> None:
     """Under the lock: end dead processes' jobs and repair their journal.
 
@@ -289,7 +313,8 @@ def adopt(lib: Library, config: JobConfig, log: BeetsLogger) -> Job | None:
         for other in left[:-1]:  # only one can be resumed; the newest wins
             store.interrupt(other["job"], "superseded by a newer web job")
         job = left[-1]
-        op = get_operation(job["op"])
+        op = UNDO if job["op"] == UNDO.name else get_operation(job["op"])
+        reversal = reversal_of(store, job["undoes"]) if op is UNDO else None
         recorded = store.layout(job["job"])  # (None: started by a release that did not record it)
         moved = changed(recorded, snapshot()) if op.rename and recorded is not None else []
         unreported = journal.unreported(store, job["job"])
@@ -302,7 +327,7 @@ def adopt(lib: Library, config: JobConfig, log: BeetsLogger) -> Job | None:
         raise
     resume = Summary.from_record(job) if job["status"] == "running" else None
     return Job(lib, store, lock, job["job"], op, query=job["query"], force=job["force"],
-               config=config, log=log, resume=resume, unreported=unreported, layout_changed=moved)
+               config=config, log=log, resume=resume, unreported=unreported, layout_changed=moved, reversal=reversal)
 
 
 def end_failed(store: JobStore, job_id: int, error: str) -> None:

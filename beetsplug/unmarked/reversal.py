@@ -1,0 +1,135 @@
+"""Undoing a job: each item it changed, put back as the job found it.
+
+A job's record keeps, for every item it did, its plan as carried out: the
+path before and after (``file``/``dest`` of the item event; the exact bytes
+in ``undo.src``/``undo.dest`` when those cannot spell them), each field's
+value before and after (``changes``), and the item's markers before the job
+(``undo.markers``). An undo is a job like the others, op ``undo``, run by the
+same engine: its planner takes each item's plan from this record instead of
+from the rules and the path formats (``Planner`` with a ``Reversal``), and
+everything else - journal, helper, batches, commit, the undo of an
+interrupted batch, reports - is the engine's as for any job. Its own record
+is kept the same way, so an undo can itself be undone (which redoes the job).
+
+An item is put back only if it is still as the job left it: its path and
+every field the job changed hold what the job wrote. Otherwise someone
+changed it since (or it was removed), and it is left alone and reported:
+"changed since job N". An item already as the job found it (an undo
+resumed after a stop, or run twice) is skipped. Only the fields the job
+changed are written back, in the library and in the file: tags other tools
+wrote since stay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .layout import LAYOUT
+from .operations import NORMALIZED, RENAMED, Operation
+
+if TYPE_CHECKING:
+    from beets.library import Item
+
+    from .jobs import JobStore
+
+UNDO = Operation("undo", normalize=True, rename=True)  # (not in OPERATIONS: an undo is asked for by job)
+UNDONE_MARKERS = (NORMALIZED, RENAMED, LAYOUT)  # what an item event's ``undo.markers`` holds
+
+AS_LEFT, AS_BEFORE, CHANGED = "as left", "as before", "changed"
+
+
+class NotUndoable(Exception):
+    """The job cannot be undone; the message says why."""
+
+
+def _plain(value: Any) -> Any:
+    """A value as the record holds it (JSON): compared with the record's."""
+    return json.loads(json.dumps(value, default=str))
+
+
+@dataclass(frozen=True)
+class Reverse:
+    """One item's plan as the job carried it out."""
+
+    item_id: int
+    src: bytes  # where the job found the file: where it goes back
+    dest: bytes  # where the job left it
+    changes: dict[str, list[Any]]  # field -> [before the job, after it]
+    markers: dict[str, Any]  # the item's markers before the job (None: absent)
+
+    def state(self, item: Item) -> tuple[str, str]:
+        """Whether the item is as the job left it, as it found it, or changed
+        since; and, if changed, what."""
+        now = {key: _plain(item.get(key, with_album=False)) for key in self.changes}
+        if item.path == self.dest and all(now[key] == new for key, (_, new) in self.changes.items()):
+            if self.src != self.dest or self.changes or not self._markers_as_before(item):
+                return AS_LEFT, ""
+        if item.path == self.src and all(now[key] == old for key, (old, _) in self.changes.items()) \
+                and self._markers_as_before(item):
+            return AS_BEFORE, ""
+        if item.path != self.dest:
+            return CHANGED, "moved since"
+        edited = [key for key, (_, new) in self.changes.items() if now[key] != new]
+        return CHANGED, f"{', '.join(edited)} edited since"
+
+    def _markers_as_before(self, item: Item) -> bool:
+        flex = {key: item.get(key, with_album=False) for key in self.markers}
+        return all((flex[key] is None) == (value is None) and (value is None or _same(flex[key], value))
+                   for key, value in self.markers.items())
+
+    def apply(self, item: Item) -> dict[str, list[Any]]:
+        """Set the fields the job changed back (in memory); the changes this makes."""
+        for key, (old, _) in self.changes.items():
+            item[key] = old
+        return {key: [new, old] for key, (old, new) in self.changes.items()}
+
+    def restore_markers(self, item: Item) -> None:
+        """The markers as they were before the job (absent if they were absent)."""
+        for key, value in self.markers.items():
+            if value is not None:
+                item[key] = value
+            elif key in item.keys(with_album=False):
+                del item[key]
+
+
+def _same(now: Any, recorded: Any) -> bool:
+    try:
+        return abs(float(now) - float(recorded)) < 0.001
+    except (TypeError, ValueError):
+        return str(now) == str(recorded)
+
+
+@dataclass
+class Reversal:
+    """The plans of a job's items, by item id: what an undo of it puts back."""
+
+    job: int
+    items: dict[int, Reverse]
+
+
+def reversal_of(store: JobStore, job: int) -> Reversal:
+    """What undoing ``job`` puts back, from its record; ``NotUndoable`` says why not."""
+    summary = store.get(job)
+    if summary is None:
+        raise NotUndoable(f"no job {job}")
+    if summary["status"] in ("queued", "running"):
+        raise NotUndoable(f"job {job} is still {summary['status']}; undo it once it has ended")
+    if summary["compacted"]:
+        raise NotUndoable(
+            f"job {job} can no longer be undone: its record was compacted to its failed items to keep the job "
+            "store within `job_history_mb` (raise it to keep more jobs undoable)")
+    items: dict[int, Reverse] = {}
+    for event in store.item_record(job):
+        if event.get("skipped") or not event.get("success"):
+            continue
+        record = event.get("undo")
+        if record is None:
+            raise NotUndoable(f"job {job} was recorded by an older release, which kept no undo record")
+        src = os.fsencode(record.get("src", event["file"]))
+        dest = os.fsencode(record.get("dest", event["dest"] or event["file"]))
+        items[event["item_id"]] = Reverse(event["item_id"], src, dest, event.get("changes") or {},
+                                          record["markers"])
+    return Reversal(job, items)

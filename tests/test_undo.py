@@ -1,0 +1,190 @@
+"""Undo a job (reversal.py), through the real ``beet``: every file back where
+the job found it, its audio and every tag as before (tags the library does
+not hold, and tags other tools wrote since, included), the library's fields
+and markers as before; an item changed since the job is left alone and
+reported; an undo can itself be undone."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import mutagen
+import pytest
+from mutagen.id3 import TXXX
+
+from .audio import MESSY_TRACKS, make_track
+from .consistency import consistent, problems
+from .fulltracks import samples_hash
+from .libenv import LibraryEnv, audio_files
+from .shared import populate
+
+FIELDS = ("title", "artist", "album", "albumartist", "track")
+MARKERS = ("normalized", "renamed", "renamed_layout")
+
+
+def foreign_tag(path: Path, key: str, value: str) -> None:
+    """A tag another tool writes, which the library does not hold."""
+    audio = mutagen.File(str(path))
+    if path.suffix == ".mp3":
+        audio.tags.add(TXXX(encoding=3, desc=key, text=[value]))
+    else:
+        audio[key] = value
+    audio.save()
+
+
+def all_tags(path: Path) -> list[str]:
+    """Every tag of the file, in a stable order (a rewrite may reorder Vorbis
+    comments, and write their names in capitals: the format's names ignore case)."""
+    lines = mutagen.File(str(path)).tags.pprint().splitlines()
+    if path.suffix != ".mp3":
+        lines = [key.upper() + "=" + value for key, _, value in (line.partition("=") for line in lines)]
+    return sorted(lines)
+
+
+def state(env: LibraryEnv) -> dict[int, tuple[Any, ...]]:
+    """Each item: its path, the library's fields and markers, the file's tags and decoded audio."""
+    with sqlite3.connect(env.settings["library"]) as conn:
+        markers = {(row[0], row[1]): row[2] for row in conn.execute(
+            "SELECT entity_id, key, value FROM item_attributes WHERE key IN (?, ?, ?)", MARKERS)}
+    found = {}
+    for item in env.lib.items():
+        path = Path(os.fsdecode(item.path))
+        found[item.id] = (item.path, tuple(item.get(key) for key in FIELDS),
+                          tuple(markers.get((item.id, key)) for key in MARKERS),
+                          all_tags(path), samples_hash(path))
+    return found
+
+
+def last_job(env: LibraryEnv) -> int:
+    listing = env.beet("unmarked-jobs").stdout
+    return int(listing.split()[0])
+
+
+def library(env: LibraryEnv, count: int = 12) -> None:
+    """Messy tracks (half outside the library directory, some in albums), each with a foreign tag."""
+    populate(env, count)
+    for item in env.lib.items():
+        foreign_tag(Path(os.fsdecode(item.path)), "FOREIGN", f"kept {item.id}")
+
+
+@pytest.mark.parametrize("op", ["process", "rename", "normalize"])
+def test_undo_puts_every_file_tag_field_and_marker_back_and_can_be_undone(env: LibraryEnv, op: str) -> None:
+    library(env)
+    env.beet("normalize-unmarked", "id:1..3")  # markers from before the job: they come back as they were
+    before = state(env)
+    env.beet(f"{op}-unmarked", "--force")
+    job = last_job(env)
+    after = state(env)
+    assert after != before
+    if op != "normalize":
+        assert {key: value[0] for key, value in after.items()} != {key: value[0] for key, value in before.items()}
+    # Another tool tags a file after the job: the undo keeps that tag.
+    later = Path(os.fsdecode(env.lib.get_item(2).path))
+    foreign_tag(later, "LATER", "written after the job")
+
+    out = env.beet("unmarked-jobs", "--undo", str(job)).stdout
+    assert f"undo of job {job}" in out and "0 failed" in out, out
+    undone = state(env)
+    for item_id, (path, fields, markers, tags, audio) in before.items():
+        now = undone[item_id]
+        assert (now[0], now[1], now[2], now[4]) == (path, fields, markers, audio), item_id
+        expected = sorted([*tags, "TXXX=LATER=written after the job" if later.suffix == ".mp3"
+                           else "LATER=written after the job"]) if item_id == 2 else tags
+        assert now[3] == expected, item_id
+    consistent(env)
+    undo = last_job(env)
+    listing = env.beet("unmarked-jobs").stdout
+    assert re.search(rf"^\s*{undo}\s+completed\s+undo {job}\b", listing, re.M), listing
+
+    env.beet("unmarked-jobs", "--undo", str(undo))  # redo
+    redone = state(env)
+    for item_id, (path, fields, markers, tags, audio) in after.items():
+        assert (redone[item_id][0], redone[item_id][1], redone[item_id][4]) == (path, fields, audio), item_id
+        assert [m is None for m in redone[item_id][2]] == [m is None for m in markers], item_id
+    consistent(env)
+
+
+def test_an_item_changed_since_the_job_is_left_alone_and_reported(env: LibraryEnv) -> None:
+    library(env, 8)
+    before = state(env)
+    env.beet("process-unmarked")
+    job = last_job(env)
+    after = state(env)
+    env.beet("modify", "-y", "-w", "id:3", "title=Edited Later")  # an edit after the job
+    (env.temp_path / "elsewhere").mkdir()
+    env.beet("move", "id:4", "-d", str(env.temp_path / "elsewhere"))  # a move after the job
+    edited = state(env)
+
+    result = env.beet("unmarked-jobs", "--undo", str(job), check=False)
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert f"changed since job {job}: Edited Later" in output, output
+    assert re.search(rf"changed since job {job}: .*moved since", output), output
+    undone = state(env)
+    assert undone[3] == edited[3] and undone[4] == edited[4]  # untouched
+    assert edited[3] != after[3]
+    for item_id in set(before) - {3, 4}:
+        assert undone[item_id] == before[item_id], item_id
+    found = problems(env, env.temp_path / "elsewhere")
+    assert found.pop("marked renamed, not at destination") == [4]  # `beet move -d` moved it off: the user's doing
+    assert all(cases == [] for cases in found.values()), found
+
+
+def test_a_move_back_onto_a_name_another_file_took_fails_that_item_only(env: LibraryEnv) -> None:
+    library(env, 6)
+    before = state(env)
+    env.beet("rename-unmarked")
+    job = last_job(env)
+    squatter = Path(os.fsdecode(before[1][0]))
+    make_track(squatter, MESSY_TRACKS[0])  # a new file where item 1 was
+    squatted = squatter.read_bytes()
+
+    result = env.beet("unmarked-jobs", "--undo", str(job), check=False)
+    assert result.returncode == 1
+    assert "cannot move it back to" in result.stdout + result.stderr
+    assert squatter.read_bytes() == squatted
+    undone = state(env)
+    for item_id in set(before) - {1}:
+        assert undone[item_id] == before[item_id], item_id
+    assert env.lib.get_item(1).get("renamed") is not None  # still as the job left it
+    found = problems(env, squatter.parent)
+    assert found.pop("orphaned or duplicated files") == [os.fsencode(squatter)]  # the new file, kept
+    assert all(cases == [] for cases in found.values()), found
+
+
+def test_pretend_shows_the_undo_and_changes_nothing(env: LibraryEnv) -> None:
+    library(env, 6)
+    env.beet("process-unmarked")
+    job = last_job(env)
+    after = state(env)
+    out = env.beet("unmarked-jobs", "--undo", str(job), "--pretend").stdout
+    assert "pretend: nothing was changed" in out and "->" in out, out
+    assert state(env) == after
+    assert last_job(env) == job  # no job created
+
+
+def test_what_cannot_be_undone_says_why(env: LibraryEnv) -> None:
+    library(env, 4)
+    result = env.beet("unmarked-jobs", "--undo", "99", check=False)
+    assert result.returncode == 1 and "no job 99" in result.stderr
+
+
+def test_an_import_hook_job_is_undone(env: LibraryEnv) -> None:
+    env.configure(unmarked={"auto": True})
+    album_dir = env.temp_path / "import" / "album"
+    for i, tags in enumerate(MESSY_TRACKS[2:5]):
+        make_track(album_dir / f"{i}.{['flac', 'ogg', 'mp3'][i]}", {**tags, "tracknumber": str(i + 1)})
+    originals = {path.name: (all_tags(path), samples_hash(path)) for path in audio_files(album_dir)}
+    env.beet("import", "-A", "-C", "-q", str(album_dir.parent))
+    assert audio_files(album_dir) == []
+    job = last_job(env)
+    env.beet("unmarked-jobs", "--undo", str(job))
+    back = {path.name: (all_tags(path), samples_hash(path)) for path in audio_files(album_dir)}
+    assert back == originals
+    for item in env.lib.items():
+        assert item.get("normalized") is None and item.get("renamed") is None
+    consistent(env, album_dir)
