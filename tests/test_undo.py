@@ -20,7 +20,11 @@ from .audio import MESSY_TRACKS, make_track
 from .consistency import consistent, problems
 from .fulltracks import samples_hash
 from .libenv import LibraryEnv, audio_files
+from .servers import Server, beet_web, web_settings
 from .shared import populate
+from .sse_client import EventSource
+from .test_operations import hold_library
+from .test_web_api import wait_status
 
 FIELDS = ("title", "artist", "album", "albumartist", "track")
 MARKERS = ("normalized", "renamed", "renamed_layout")
@@ -188,3 +192,53 @@ def test_an_import_hook_job_is_undone(env: LibraryEnv) -> None:
     for item in env.lib.items():
         assert item.get("normalized") is None and item.get("renamed") is None
     consistent(env, album_dir)
+
+
+def test_the_web_api_undoes_a_job_and_streams_it(env: LibraryEnv, server: Server) -> None:
+    library(env, 8)
+    before = state(env)
+    response = server.post("/api/jobs", json={"op": "process"})
+    assert response.status_code == 202
+    job = response.json()["job"]
+    assert wait_status(server, job, {"completed"})["succeeded"] == 8
+    assert server.post("/api/jobs/999/undo").status_code == 404
+    assert server.post("/api/jobs/x/undo").status_code == 404
+    assert server.post(f"/api/jobs/{job}/undo", headers={"Origin": "http://evil.example"}).status_code == 403
+
+    held = hold_library(env)
+    try:
+        busy = server.post(f"/api/jobs/{job}/undo")
+        assert busy.status_code == 409 and busy.json()["job"] == held.id
+    finally:
+        held.close()
+
+    response = server.post(f"/api/jobs/{job}/undo")
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["undoes"], body["total"], body["events"]) == (job, 8, f"/api/jobs/{body['job']}/events")
+    events = [event.data for event in EventSource(server.url(body["events"])).events()]
+    assert events[0]["type"] == "start" and events[0]["op"] == "undo"
+    assert [e["item_id"] for e in events if e["type"] == "item"] == sorted(before)
+    assert events[-1]["type"] == "done" and events[-1]["status"] == "completed"
+    summary = server.get(f"/api/jobs/{body['job']}").json()
+    assert (summary["op"], summary["undoes"]) == ("undo", job)
+    assert state(env) == before
+    consistent(env)
+
+
+def test_the_web_api_refuses_what_cannot_be_undone(env: LibraryEnv) -> None:
+    library(env, 4)
+    env.configure(unmarked={"job_history_mb": 1})
+    env.beet("rename-unmarked")
+    job = last_job(env)
+    with sqlite3.connect(env.temp_path / "library.db-unmarked.db") as conn:  # as ``keep_within`` leaves it
+        conn.execute("UPDATE jobs SET compacted = 1 WHERE id = ?", (job,))
+    web_settings(env)
+    server = beet_web(env)
+    try:
+        refused = server.post(f"/api/jobs/{job}/undo")
+        assert refused.status_code == 400 and "can no longer be undone" in refused.json()["error"]
+    finally:
+        server.stop()
+    result = env.beet("unmarked-jobs", "--undo", str(job), check=False)
+    assert result.returncode == 1 and "job_history_mb" in result.stderr

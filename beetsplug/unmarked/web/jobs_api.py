@@ -16,7 +16,8 @@ from flask import jsonify, request
 
 from ..jobs import ACTIVE, JobConflict
 from ..operations import OPERATIONS, Operation
-from ..runner import Job, open_job, run_in_background
+from ..reversal import NotUndoable
+from ..runner import Job, open_job, open_undo, run_in_background
 from . import sse
 from .blueprint import blueprint, job_config, lib, mutating, state, store
 from .marking import existing
@@ -110,8 +111,17 @@ def _start(op: Operation, query: str, force: bool, ids: list[int] | None = None)
             job = open_job(lib(), op, query, force=force, origin="web", config=config,
                            log=state.plugin._log, ids=ids)
     except JobConflict as conflict:
-        active = conflict.active["job"] if conflict.active else None
-        raise ApiError(409, str(conflict), job=active) from conflict
+        raise _conflict(conflict) from conflict
+    return _in_background(job)
+
+
+def _conflict(conflict: JobConflict) -> ApiError:
+    active = conflict.active["job"] if conflict.active else None
+    return ApiError(409, str(conflict), job=active)
+
+
+def _in_background(job: Job) -> Job:
+    """Run a claimed job in a background thread of this process (it outlives the request)."""
     try:
         threading.Thread(target=run_in_background, args=(job, state.plugin._log),
                          name=f"unmarked-job-{job.id}", daemon=True).start()
@@ -135,6 +145,27 @@ def create_job() -> Any:
             raise ApiError(400, "none of the ids is an item of the library")
     job = _start(op_arg(fields["op"]), fields.get("query", ""), fields.get("force", False), ids)
     return jsonify({"job": job.id, "total": job.total, "events": f"/api/jobs/{job.id}/events"}), 202
+
+
+@blueprint.post("/api/jobs/<job_id>/undo")
+@mutating
+def undo_job(job_id: str) -> Any:
+    """A job that puts back what job ``job_id`` changed (reversal.py): 202
+    as for ``POST /api/jobs``; 400 if it cannot be undone (still running,
+    compacted), 409 while another job runs."""
+    summary = _job_or_404(job_id)
+    if summary["status"] in ACTIVE:
+        raise ApiError(400, f"job {summary['job']} is still {summary['status']}; undo it once it has ended")
+    config = job_config()
+    try:
+        job = open_undo(lib(), summary["job"], origin="web", config=config, log=state.plugin._log)
+    except JobConflict as conflict:
+        raise _conflict(conflict) from conflict
+    except NotUndoable as exc:
+        raise ApiError(400, str(exc)) from exc
+    _in_background(job)
+    return jsonify({"job": job.id, "total": job.total, "events": f"/api/jobs/{job.id}/events",
+                    "undoes": summary["job"]}), 202
 
 
 @blueprint.post("/api/jobs/<job_id>/cancel")
