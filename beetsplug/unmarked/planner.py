@@ -165,15 +165,20 @@ class Planner:
             present = set(model.keys(with_album=False)) if isinstance(model, Item) else set(model.keys())
         return self.rules.apply(model, present)
 
-    def normalized_albums(self, ids: Sequence[int]) -> list[Album]:
-        """The albums of these items whose fields the rules changed (in memory)."""
+    def normalized_albums(self, ids: Sequence[int]) -> dict[Album, dict[str, list[Any]]]:
+        """The albums of these items whose fields the rules changed (in
+        memory), with their changes."""
         if not self.op.normalize or self.reversal is not None:
-            return []
+            return {}
         with self.lib.transaction() as tx:
             album_ids = sorted({row[0] for part in stored.parts(ids) for row in tx.query(
                 "SELECT DISTINCT album_id FROM items WHERE album_id IS NOT NULL "
                 f"AND id IN ({stored.marks(part)})", part)})
-        return [a for a in map(self.lib.get_album, album_ids) if a is not None and self.normalize(a)]
+        found = {}
+        for album in map(self.lib.get_album, album_ids):
+            if album is not None and (changes := self.normalize(album)):
+                found[album] = changes
+        return found
 
     def media_changes(self, changes: dict[str, list[Any]]) -> dict[str, list[Any]]:
         """The changes that reach the file (fields mediafile writes): what a tag write's intent records."""

@@ -17,21 +17,23 @@ changed it since (or it was removed), and it is left alone and reported:
 "changed since job N". An item already as the job found it (an undo
 resumed after a stop, or run twice) is skipped. Only the fields the job
 changed are written back, in the library and in the file: tags other tools
-wrote since stay.
+wrote since stay. The album fields the job changed (its record's
+``album_changes``) are put back at the end of an undo that went through,
+where they still hold what the job wrote.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .layout import LAYOUT
 from .operations import NORMALIZED, RENAMED, Operation
 
 if TYPE_CHECKING:
-    from beets.library import Item
+    from beets.library import Album, Item, Library
 
     from .jobs import JobStore
 
@@ -104,10 +106,26 @@ def _same(now: Any, recorded: Any) -> bool:
 
 @dataclass
 class Reversal:
-    """The plans of a job's items, by item id: what an undo of it puts back."""
+    """The plans of a job's items, by item id, and the album fields it
+    changed, by album id: what an undo of it puts back."""
 
     job: int
     items: dict[int, Reverse]
+    albums: dict[int, dict[str, list[Any]]] = field(default_factory=dict)
+
+    def albums_back(self, lib: Library) -> dict[Album, dict[str, list[Any]]]:
+        """The albums whose fields still hold what the job wrote, set back (in
+        memory), with the changes that makes; an album edited since, or
+        removed, is left as it is."""
+        back = {}
+        for album_id, changes in sorted(self.albums.items()):
+            album = lib.get_album(album_id)
+            if album is None or any(_plain(album.get(key)) != new for key, (_, new) in changes.items()):
+                continue
+            for key, (old, _) in changes.items():
+                album[key] = old
+            back[album] = {key: [new, old] for key, (old, new) in changes.items()}
+        return back
 
 
 def reversal_of(store: JobStore, job: int) -> Reversal:
@@ -132,4 +150,4 @@ def reversal_of(store: JobStore, job: int) -> Reversal:
         dest = os.fsencode(record.get("dest", event["dest"] or event["file"]))
         items[event["item_id"]] = Reverse(event["item_id"], src, dest, event.get("changes") or {},
                                           record["markers"])
-    return Reversal(job, items)
+    return Reversal(job, items, store.album_changes(job))
