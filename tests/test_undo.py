@@ -64,7 +64,8 @@ def state(env: LibraryEnv) -> dict[int, tuple[Any, ...]]:
 
 
 def albums(env: LibraryEnv) -> dict[int, tuple[Any, ...]]:
-    return {album.id: tuple(album.get(key) for key in ("album", "albumartist", "artpath")) for album in env.lib.albums()}
+    fields = ("album", "albumartist", "artpath")
+    return {album.id: tuple(album.get(key) for key in fields) for album in env.lib.albums()}
 
 
 def last_job(env: LibraryEnv) -> int:
