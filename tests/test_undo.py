@@ -78,13 +78,23 @@ def library(env: LibraryEnv, count: int = 12) -> None:
     populate(env, count)
     for item in env.lib.items():
         foreign_tag(Path(os.fsdecode(item.path)), "FOREIGN", f"kept {item.id}")
+    for album in env.lib.albums():  # album art, which follows its items
+        cover = Path(os.fsdecode(album.items().get().path)).parent / "cover.jpg"
+        cover.write_bytes(b"\xff\xd8 art of album %d" % album.id)
+        album.artpath = os.fsencode(cover)
+        album.store()
+
+
+def directories(env: LibraryEnv) -> set[str]:
+    return {str(path.relative_to(env.temp_path)) for path in env.temp_path.rglob("*")
+            if path.is_dir() and "unmarked" not in path.name}
 
 
 @pytest.mark.parametrize("op", ["process", "rename", "normalize"])
 def test_undo_puts_every_file_tag_field_and_marker_back_and_can_be_undone(env: LibraryEnv, op: str) -> None:
     library(env)
     env.beet("normalize-unmarked", "singleton:true")  # markers from before the job (no album): back as they were
-    before, albums_before = state(env), albums(env)
+    before, albums_before, directories_before = state(env), albums(env), directories(env)
     env.beet(f"{op}-unmarked", "--force")
     job = last_job(env)
     after, albums_after = state(env), albums(env)
@@ -107,6 +117,7 @@ def test_undo_puts_every_file_tag_field_and_marker_back_and_can_be_undone(env: L
                            else "LATER=written after the job"]) if item_id == 2 else tags
         assert now[3] == expected, item_id
     assert albums(env) == albums_before
+    assert directories(env) == directories_before  # the job's new ones pruned, the ones it emptied made again
     consistent(env)
     undo = last_job(env)
     listing = env.beet("unmarked-jobs").stdout
