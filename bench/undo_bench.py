@@ -69,13 +69,17 @@ def undo(work: Path, before: dict[int, bytes], job_id: int = 1, count: bool = Fa
     return m
 
 
-def pair(template: Path, work: Path, op: str, count: bool = False) -> tuple[Measured, Measured]:
+def pair(template: Path, work: Path, op: str, count: bool = False) -> tuple[Measured, Measured, int]:
+    """The job and its undo on a fresh copy; and the store's growth by the undo
+    (pages in use: see ``store_used``)."""
     fresh_copy(template, work)
     before = paths(work)
     original = job(work, op, count)
     if paths(work) == before:
         raise RuntimeError(f"{op}-unmarked moved nothing: nothing to undo")
-    return original, undo(work, before, count=count)
+    used = store_used(work)
+    back = undo(work, before, count=count)
+    return original, back, store_used(work) - used
 
 
 # --- the record's size --------------------------------------------------------------
@@ -144,25 +148,31 @@ def main() -> None:
         template, work = base / f"template-{args.size}", base / "work"
         generate(template, args.size)
         rows: list[list[object]] = []
+        undo_record = ""
         ratios: dict[str, list[float]] = {op: [] for op in args.ops}
+        cpu_ratios: dict[str, list[float]] = {op: [] for op in args.ops}
         for rep in range(args.reps):
             for op in args.ops:
-                original, back = pair(template, work, op)
+                original, back, grown = pair(template, work, op)
+                if rep == 0 and op == "process":
+                    undo_record = f"{grown * 1000 / args.size / 1024:.0f} KiB per 1 000 items"
                 ratios[op].append(back.seconds / original.seconds)
+                cpu_ratios[op].append((back.cpu_seconds or 0) / (original.cpu_seconds or 1))
                 rows.append([args.size, op, rep + 1, f"{original.seconds:.2f}", f"{back.seconds:.2f}",
-                             f"{ratios[op][-1]:.2f}", f"{original.cpu_use or 0:.2f} / {back.cpu_use or 0:.2f}",
-                             load()])
+                             f"{ratios[op][-1]:.2f}", f"{original.cpu_seconds or 0:.2f} / {back.cpu_seconds or 0:.2f}",
+                             f"{cpu_ratios[op][-1]:.2f}", load()])
                 print("  " + " | ".join(map(str, rows[-1])), file=sys.stderr, flush=True)
-        fsyncs = [[op, *(m.fsyncs for m in pair(template, work, op, count=True))] for op in args.ops]
+        fsyncs = [[op, *(m.fsyncs for m in pair(template, work, op, count=True)[:2])] for op in args.ops]
         shutil.rmtree(template, ignore_errors=True)
         record, grown, events, overhead = record_size(base, args.record_size)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(f"\nPairs (fresh copy each; the job, then its undo), {args.size} items:\n")
-    print(table(["items", "op", "pair", "job s", "undo s", "undo ÷ job", "CPU use job / undo", "load (1, 5, 15 min)"],
-                rows))
-    print("\n" + table(["op", "pairs", "median undo ÷ job", "max"],
-                       [[op, len(r), f"**{statistics.median(r):.2f}**", f"{max(r):.2f}"] for op, r in ratios.items()]))
+    print(table(["items", "op", "pair", "job s", "undo s", "undo ÷ job", "CPU s job / undo", "CPU undo ÷ job",
+                 "load (1, 5, 15 min)"], rows))
+    print("\n" + table(["op", "pairs", "median undo ÷ job (wall)", "max", "median undo ÷ job (CPU s)"],
+                       [[op, len(r), f"**{statistics.median(r):.2f}**", f"{max(r):.2f}",
+                         f"{statistics.median(cpu_ratios[op]):.2f}"] for op, r in ratios.items()]))
     print(f"\nfsync + fdatasync calls (strace -f, one untimed pair each), {args.size} items:\n")
     print(table(["op", "job", "undo"], fsyncs))
     print(f"\nThe job record, a process job of {args.record_size} items and its undo:\n")
@@ -175,6 +185,8 @@ def main() -> None:
           f"(the undo's growth, {per_1000 / 1024:.0f} KiB per 1 000 items): job_history_mb {budget:g} "
           f"keeps **{fits(per_1000, overhead, budget)}** such jobs undoable (the store's other pages: "
           f"{overhead / 1024:.0f} KiB).")
+    if undo_record:
+        print(f"At {args.size} items, the store's pages in use grew by the undo of the process job: {undo_record}.")
     print(f"load average at the end: {load()}")
 
 
