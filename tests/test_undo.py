@@ -262,3 +262,23 @@ def test_the_web_api_refuses_what_cannot_be_undone(env: LibraryEnv) -> None:
         server.stop()
     result = env.beet("unmarked-jobs", "--undo", str(job), check=False)
     assert result.returncode == 1 and "job_history_mb" in result.stderr
+
+
+def test_an_item_the_record_does_not_describe_is_reported_and_left(env: LibraryEnv) -> None:
+    """A run stopped between a commit and its report is resumed by a server,
+    which reports those items done without their plans (runner.adopt): the
+    undo leaves them as they are and says why; the rest is undone."""
+    library(env, 6)
+    before = state(env)
+    env.beet("process-unmarked")
+    job = last_job(env)
+    after = state(env)
+    with sqlite3.connect(env.temp_path / "library.db-unmarked.db") as conn:  # the record such a resumption leaves
+        conn.execute("UPDATE events SET data = json_remove(data, '$.undo') WHERE job = ? AND type = 'item' "
+                     "AND json_extract(data, '$.item_id') = 2", (job,))
+    result = env.beet("unmarked-jobs", "--undo", str(job), check=False)
+    assert result.returncode == 1
+    assert f"job {job} did not record what it changed here" in result.stdout + result.stderr
+    undone = state(env)
+    assert undone[2] == after[2]
+    assert all(undone[item_id] == before[item_id] for item_id in set(before) - {2})

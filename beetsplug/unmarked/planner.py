@@ -130,6 +130,10 @@ class Planner:
         the job found it already, else left alone and reported."""
         assert self.reversal is not None
         job, plan, file = self.reversal.job, self.reversal.items[item_id], readable(item.path)
+        if plan is None:
+            return ItemResult(item_id, file, success=False, error=(
+                f"{file}: job {job} did not record what it changed here (its run stopped between the commit and "
+                "the report; the run that resumed it reported the item done); left as it is"))
         state, what = plan.state(item)
         if state == AS_BEFORE:
             return ItemResult(item_id, file, file, skipped=True, error=f"already as before job {job}")
@@ -150,8 +154,9 @@ class Planner:
         touch.fail(describe(exc, touch.file, self.log))
 
     def succeed(self, touch: Touch) -> None:
-        if self.reversal is not None:  # the markers as before the job, stored with the item
-            self.reversal.items[touch.id].restore_markers(touch.item)
+        plan = self.reversal.items[touch.id] if self.reversal is not None else None
+        if plan is not None:  # an undo: the markers as before the job, stored with the item
+            plan.restore_markers(touch.item)
         touch.succeed(self.markers, self.pretend)
 
     # --- tags -------------------------------------------------------------------
@@ -201,7 +206,9 @@ class Planner:
         """``item.destination()``, with the path formats' queries parsed once
         (an undo: where the job found the file)."""
         if self.reversal is not None:
-            return self.reversal.items[int(item.id or 0)].src
+            plan = self.reversal.items[int(item.id or 0)]
+            assert plan is not None  # (an item without a plan is never begun: ``_begin_undo``)
+            return plan.src
         if self._chooser is None:
             self._chooser = path_format_chooser(self.lib)
         return self._chooser(item)

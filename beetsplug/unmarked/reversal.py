@@ -110,7 +110,7 @@ class Reversal:
     changed, by album id: what an undo of it puts back."""
 
     job: int
-    items: dict[int, Reverse]
+    items: dict[int, Reverse | None]  # None: the job did it, but its record does not say how (see reversal_of)
     albums: dict[int, dict[str, list[Any]]] = field(default_factory=dict)
 
     def albums_back(self, lib: Library) -> dict[Album, dict[str, list[Any]]]:
@@ -139,15 +139,18 @@ def reversal_of(store: JobStore, job: int) -> Reversal:
         raise NotUndoable(
             f"job {job} can no longer be undone: its record was compacted to its failed items to keep the job "
             "store within `job_history_mb` (raise it to keep more jobs undoable)")
-    items: dict[int, Reverse] = {}
+    items: dict[int, Reverse | None] = {}
     for event in store.item_record(job):
         if event.get("skipped") or not event.get("success"):
             continue
         record = event.get("undo")
-        if record is None:
-            raise NotUndoable(f"job {job} was recorded by an older release, which kept no undo record")
+        if record is None:  # committed by a run that stopped before it reported them, reported by its resumption
+            items[event["item_id"]] = None
+            continue
         src = os.fsencode(record.get("src", event["file"]))
         dest = os.fsencode(record.get("dest", event["dest"] or event["file"]))
         items[event["item_id"]] = Reverse(event["item_id"], src, dest, event.get("changes") or {},
                                           record["markers"])
+    if items and all(plan is None for plan in items.values()):
+        raise NotUndoable(f"job {job} was recorded by an older release, which kept no undo record")
     return Reversal(job, items, store.album_changes(job))
