@@ -68,6 +68,13 @@ def albums(env: LibraryEnv) -> dict[int, tuple[Any, ...]]:
     return {album.id: tuple(album.get(key) for key in fields) for album in env.lib.albums()}
 
 
+def store_events(env: LibraryEnv, job: int) -> list[int]:
+    """The ids of the job's items in the order it reported them."""
+    with sqlite3.connect(env.temp_path / "library.db-unmarked.db") as conn:
+        return [row[0] for row in conn.execute("SELECT json_extract(data, '$.item_id') FROM events "
+                                               "WHERE job = ? AND type = 'item' ORDER BY seq", (job,))]
+
+
 def last_job(env: LibraryEnv) -> int:
     listing = env.beet("unmarked-jobs").stdout
     return int(listing.split()[0])
@@ -238,7 +245,8 @@ def test_the_web_api_undoes_a_job_and_streams_it(env: LibraryEnv, server: Server
     assert (body["undoes"], body["total"], body["events"]) == (job, 8, f"/api/jobs/{body['job']}/events")
     events = [event.data for event in EventSource(server.url(body["events"])).events()]
     assert events[0]["type"] == "start" and events[0]["op"] == "undo"
-    assert [e["item_id"] for e in events if e["type"] == "item"] == sorted(before)
+    done = store_events(env, job)
+    assert [e["item_id"] for e in events if e["type"] == "item"] == done[::-1]  # the last done, first undone
     assert events[-1]["type"] == "done" and events[-1]["status"] == "completed"
     summary = server.get(f"/api/jobs/{body['job']}").json()
     assert (summary["op"], summary["undoes"]) == ("undo", job)
@@ -282,3 +290,18 @@ def test_an_item_the_record_does_not_describe_is_reported_and_left(env: LibraryE
     undone = state(env)
     assert undone[2] == after[2]
     assert all(undone[item_id] == before[item_id] for item_id in set(before) - {2})
+
+
+def test_a_name_one_item_left_and_a_later_one_took_is_given_back_in_turn(env: LibraryEnv) -> None:
+    """The job moved B off a name, then (a later batch) moved A onto it: the
+    undo takes A off it first (the last done, first undone), then B gets its name back."""
+    env.configure(unmarked={"batch_size": 1})
+    b = env.add_track("Art - Song.mp3", {"title": "Song", "artist": "Other"}, where=env.lib_path / "Singles")
+    a = env.add_track("a.mp3", {"title": "Song", "artist": "Art"})
+    before = state(env)
+    env.beet("rename-unmarked")
+    job = last_job(env)
+    assert env.lib.get_item(a.id).path == before[b.id][0]  # A took the name B left
+    env.beet("unmarked-jobs", "--undo", str(job))
+    assert state(env) == before
+    consistent(env)

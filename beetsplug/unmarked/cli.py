@@ -198,7 +198,7 @@ def undo_job(lib: Library, text: str, pretend: bool, plugin: UnmarkedPlugin) -> 
             reversal = reversal_of(store_for(lib), undone)
             engine = Engine(lib, UNDO, rules=config.rules, settings=config.settings, log=plugin._log,
                             pretend=True, reversal=reversal)
-            _raise_unless_all_done(engine.run(sorted(reversal.items), sink))
+            _raise_unless_all_done(engine.run(reversal.order(), sink))
             return
         job = open_undo(lib, undone, origin="cli", config=config, log=plugin._log)
     except NotUndoable as exc:

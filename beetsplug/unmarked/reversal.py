@@ -113,6 +113,11 @@ class Reversal:
     items: dict[int, Reverse | None]  # None: the job did it, but its record does not say how (see reversal_of)
     albums: dict[int, dict[str, list[Any]]] = field(default_factory=dict)
 
+    def order(self) -> list[int]:
+        """The items to undo, the last one the job did first: a name one item
+        left and a later one took is free again before the first comes back."""
+        return list(reversed(self.items))
+
     def albums_back(self, lib: Library) -> dict[Album, dict[str, list[Any]]]:
         """The albums whose fields still hold what the job wrote, set back (in
         memory), with the changes that makes; an album edited since, or
@@ -143,6 +148,7 @@ def reversal_of(store: JobStore, job: int) -> Reversal:
     for event in store.item_record(job):
         if event.get("skipped") or not event.get("success"):
             continue
+        items.pop(event["item_id"], None)  # (reported again by a resumed run: its last report, in its place)
         record = event.get("undo")
         if record is None:  # committed by a run that stopped before it reported them, reported by its resumption
             items[event["item_id"]] = None

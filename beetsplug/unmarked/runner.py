@@ -273,7 +273,7 @@ def open_undo(lib: Library, undone: int, *, origin: str, config: JobConfig, log:
     try:
         settle(lib, store, log)
         reversal = reversal_of(store, undone)  # under the lock: the job has ended and stays as recorded
-        ids = sorted(reversal.items)
+        ids = reversal.order()
         job_id = store.create(UNDO.name, f"undo of job {undone}", force=False, origin=origin, undoes=undone)
         store.set_ids(job_id, ids)
     except BaseException:
