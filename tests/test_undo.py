@@ -85,8 +85,8 @@ def library(env: LibraryEnv, count: int = 12) -> None:
     populate(env, count)
     for item in env.lib.items():
         foreign_tag(Path(os.fsdecode(item.path)), "FOREIGN", f"kept {item.id}")
-    for album in env.lib.albums():  # album art, which follows its items
-        cover = Path(os.fsdecode(album.items().get().path)).parent / "cover.jpg"
+    for album in env.lib.albums():  # album art, which follows its items (renamed to beets' "cover")
+        cover = Path(os.fsdecode(album.items().get().path)).parent / "folder.jpg"
         cover.write_bytes(b"\xff\xd8 art of album %d" % album.id)
         album.artpath = os.fsencode(cover)
         album.store()

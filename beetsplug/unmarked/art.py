@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from beets import util
 
-from .journal import ALBUM
+from .journal import ALBUM, PATH_FIELD
 from .planner import unique_destination
 from .recovery import remove_partial_copies
 from .signals import signals_deferred
@@ -22,15 +22,19 @@ if TYPE_CHECKING:
     from .journal import Journal, NoJournal
 
 Moved = tuple["Album", int, bytes, bytes, int]  # album, its id, from, to, the intent
+ART = PATH_FIELD[ALBUM]  # the album field an art move changes (in a job's record, as text: ``os.fsdecode``)
 
 
 class ArtMover:
     """Moves the art of albums whose items moved, after their batch's commit."""
 
     def __init__(self, lib: Library, journal: Journal | NoJournal, *, guard: Callable[[], None], log: BeetsLogger,
-                 clutter: Sequence[str], store: Callable[[Sequence[Album]], None]) -> None:
+                 clutter: Sequence[str], store: Callable[[Sequence[Album]], None],
+                 destination: Callable[[Album, bytes], bytes] | None = None) -> None:
         self.lib, self.journal, self.guard, self.log, self.clutter = lib, journal, guard, log, clutter
         self._store = store  # the albums' new ``artpath``, in one transaction
+        # Where an album's art goes: beets' ``art_destination`` (an undo: where its job found it, reversal.py).
+        self._destination = destination or (lambda album, src: album.art_destination(src))
 
     def move(self, album_ids: set[int]) -> set[int]:
         """Each album's art to where beets would put it now; the albums whose
@@ -54,12 +58,13 @@ class ArtMover:
         src = album.artpath if album is not None else None
         if album is None or not src or not os.path.exists(util.syspath(src)):
             return
-        wanted = album.art_destination(src)
+        wanted = self._destination(album, src)
         if util.samefile(wanted, src):  # already in place (before a unique name is made up)
             return
         dest = unique_destination(wanted, set())
         self.guard()
         intent = self.journal.intend_many([(ALBUM, album_id, src, dest)])[0]
+        self.journal.record_albums({album_id: {ART: [os.fsdecode(src), os.fsdecode(dest)]}})  # for an undo
         try:
             util.move(src, dest)
         except BaseException as exc:

@@ -138,7 +138,7 @@ class Engine:
         self.undo = Undo(lib, journaled, log=log, id3v23=id3v23, clutter=self.clutter,
                          media_changes=self.planner.media_changes)
         self.art = ArtMover(lib, journaled, guard=self.guard, log=log, clutter=self.clutter,
-                            store=self.committer.store_rows)
+                            store=self.committer.store_rows, destination=reversal.art_back if reversal else None)
         self.waves = Waves(op, settings, self.planner, self.executor, pretend=pretend)
         self.journal = journaled
         self._batch = Batch()  # the one being worked on (the undo's, if the run stops)

@@ -29,6 +29,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .journal import ALBUM, PATH_FIELD
 from .layout import LAYOUT
 from .operations import NORMALIZED, RENAMED, Operation
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 UNDO = Operation("undo", normalize=True, rename=True)  # (not in OPERATIONS: an undo is asked for by job)
 UNDONE_MARKERS = (NORMALIZED, RENAMED, LAYOUT)  # what an item event's ``undo.markers`` holds
+ART = PATH_FIELD[ALBUM]  # an art move, in a job's album changes (paths as text: ``os.fsdecode``)
 
 AS_LEFT, AS_BEFORE, CHANGED = "as left", "as before", "changed"
 
@@ -113,6 +115,14 @@ class Reversal:
     items: dict[int, Reverse | None]  # None: the job did it, but its record does not say how (see reversal_of)
     albums: dict[int, dict[str, list[Any]]] = field(default_factory=dict)
 
+    def art_back(self, album: Album, src: bytes) -> bytes:
+        """Where an album's art goes in an undo: where the job found it, if
+        the job moved it and it is still where the job put it; else nowhere."""
+        moved = self.albums.get(int(album.id or 0), {}).get(ART)
+        if moved is None or os.fsencode(moved[1]) != src:
+            return src
+        return os.fsencode(moved[0])
+
     def order(self) -> list[int]:
         """The items to undo, the last one the job did first: a name one item
         left and a later one took is free again before the first comes back."""
@@ -123,8 +133,11 @@ class Reversal:
         memory), with the changes that makes; an album edited since, or
         removed, is left as it is."""
         back = {}
-        for album_id, changes in sorted(self.albums.items()):
+        for album_id, recorded in sorted(self.albums.items()):
+            changes = {key: change for key, change in recorded.items() if key != ART}  # (the art: ``art_back``)
             album = lib.get_album(album_id)
+            if not changes:
+                continue
             if album is None or any(_plain(album.get(key)) != new for key, (_, new) in changes.items()):
                 continue
             for key, (old, _) in changes.items():
