@@ -305,3 +305,23 @@ def test_a_name_one_item_left_and_a_later_one_took_is_given_back_in_turn(env: Li
     env.beet("unmarked-jobs", "--undo", str(job))
     assert state(env) == before
     consistent(env)
+
+
+def test_a_web_undo_left_running_whose_job_was_compacted_ends_saying_so(env: LibraryEnv) -> None:
+    """A server resumes a web undo its dead process left (runner.adopt); if the
+    job it undoes can no longer be undone by then, the undo ends failed, saying
+    why, instead of the server retrying it for ever."""
+    library(env, 4)
+    env.beet("rename-unmarked")
+    job = last_job(env)
+    with sqlite3.connect(env.temp_path / "library.db-unmarked.db") as conn:
+        conn.execute("UPDATE jobs SET compacted = 1 WHERE id = ?", (job,))
+        conn.execute("INSERT INTO jobs (op, query, force, origin, status, created, host, pid, heartbeat, undoes) "
+                     "VALUES ('undo', 'undo of job 1', 0, 'web', 'running', 0, 'gone', 1, 0, ?)", (job,))
+    web_settings(env)
+    server = beet_web(env)
+    try:
+        summary = wait_status(server, job + 1, {"failed", "completed", "interrupted"})
+    finally:
+        server.stop()
+    assert summary["status"] == "failed" and "can no longer resume" in summary["error"], summary

@@ -40,7 +40,7 @@ from .normalize import Rules
 from .operations import get_operation
 from .repair import reconcile
 from .results import ItemResult, Summary, readable
-from .reversal import UNDO, reversal_of
+from .reversal import UNDO, NotUndoable, reversal_of
 from .selection import select_ids, work_query
 
 if TYPE_CHECKING:
@@ -314,7 +314,12 @@ def adopt(lib: Library, config: JobConfig, log: BeetsLogger) -> Job | None:
             store.interrupt(other["job"], "superseded by a newer web job")
         job = left[-1]
         op = UNDO if job["op"] == UNDO.name else get_operation(job["op"])
-        reversal = reversal_of(store, job["undoes"]) if op is UNDO else None
+        try:
+            reversal = reversal_of(store, job["undoes"]) if op is UNDO else None
+        except NotUndoable as exc:  # (its job's record compacted meanwhile): it ends, saying so
+            end_failed(store, job["job"], f"it can no longer resume: {exc}")
+            lock.release()
+            return None
         recorded = store.layout(job["job"])  # (None: started by a release that did not record it)
         moved = changed(recorded, snapshot()) if op.rename and recorded is not None else []
         unreported = journal.unreported(store, job["job"])
