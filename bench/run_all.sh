@@ -16,4 +16,5 @@ python bench/sse_load.py --items 3000 --clients 50 > bench/out/sse_load.md
 python bench/sse_followers.py --items 5000 --followers 0 20 50 > bench/out/sse_followers.md
 python bench/crash_trials.py --trials 22 --items 1000 > bench/out/crash_trials.md
 python bench/mark_http_bench.py --items 100000 --preview-items 20000 > bench/out/mark_http.md
+python bench/undo_bench.py --size 5000 --reps 3 > bench/out/undo.md
 echo "done: $(date -u)" >> bench/out/ran.txt

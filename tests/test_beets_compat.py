@@ -497,6 +497,9 @@ def test_show_model_changes_falls_back_on_another_signature(
     assert "title: 'a' -> 'b'" in capsys.readouterr().out
 
 
+_readers: list[threading.Thread] = []
+
+
 def _reads_in_another_thread(lib: Any) -> bool:
     """Whether a transaction can be had at all (in a thread of its own, so a held lock shows as a timeout)."""
     done = threading.Event()
@@ -506,7 +509,9 @@ def _reads_in_another_thread(lib: Any) -> bool:
             tx.query("SELECT 1")
         done.set()
 
-    threading.Thread(target=read, daemon=True).start()
+    reader = threading.Thread(target=read, daemon=True)
+    _readers.append(reader)
+    reader.start()
     return done.wait(5)
 
 
@@ -526,3 +531,7 @@ def test_a_transaction_cut_by_a_signal_is_released(lib: Any, where: str) -> None
     assert compat.release_interrupted_transaction(lib) is True
     assert _reads_in_another_thread(lib)
     assert compat.release_interrupted_transaction(lib) is False, "nothing left the second time"
+    for reader in _readers:  # the one that waited goes on once the lock is free: done before the library goes
+        reader.join(10)
+        assert not reader.is_alive()
+    _readers.clear()

@@ -54,21 +54,27 @@ def test_the_undo_plan_counts_what_would_go_back_and_what_would_fail(env: Librar
     assert moved and retagged
     plan = server.get(f"/api/jobs/{job}/undo").json()
     assert plan == {**plan, "job": job, "count": 8, "moves": moved, "retags": retagged, "unchanged": 0,
-                    "failures": {"changed": 0, "destination_taken": 0, "missing": 0}, "complete": True}
+                    "failures": {"changed": 0, "destination_taken": 0, "missing": 0, "unrecorded": 0},
+                    "complete": True}
 
-    # One edit after the job, one file put where another item goes back, one file gone.
+    # One edit after the job, one file put where another item goes back, one file gone,
+    # and one item the record does not describe (as a resumption that reported it leaves it).
     env.beet("modify", "-y", "-w", "id:3", "title=Edited Later")
     squatter = Path(os.fsdecode(before[1][0]))
     make_track(squatter, MESSY_TRACKS[0])
     gone = Path(os.fsdecode(env.item(5).path))
     gone.unlink()
+    with sqlite3.connect(env.temp_path / "library.db-unmarked.db") as conn:
+        conn.execute("UPDATE events SET data = json_remove(data, '$.undo') WHERE job = ? AND type = 'item' "
+                     "AND json_extract(data, '$.item_id') = 7", (job,))
     now = snapshot(env)
     plan = server.get(f"/api/jobs/{job}/undo").json()
-    assert plan["failures"] == {"changed": 1, "destination_taken": 1, "missing": 1}, plan
+    assert plan["failures"] == {"changed": 1, "destination_taken": 1, "missing": 1, "unrecorded": 1}, plan
     errors = {entry["id"]: entry["error"] for entry in plan["sample"] if entry["error"]}
     assert f"changed since job {job}: Edited Later" in errors[3], errors
     assert "cannot move it back to" in errors[1] and str(squatter) in errors[1], errors
     assert "file not found" in errors[5], errors
+    assert f"job {job} did not record what it changed here" in errors[7], errors
     assert snapshot(env) == now, "the plan changes nothing"
 
     # Undone: the items it put back are as before the job now, so a second look finds them unchanged.
@@ -76,8 +82,8 @@ def test_the_undo_plan_counts_what_would_go_back_and_what_would_fail(env: Librar
     assert response.status_code == 202, response.text
     wait_status(server, response.json()["job"], {"completed"})
     plan = server.get(f"/api/jobs/{job}/undo").json()
-    assert plan["unchanged"] == 5 and plan["moves"] == plan["retags"] == 0, plan
-    assert plan["failures"] == {"changed": 1, "destination_taken": 1, "missing": 1}, plan
+    assert plan["unchanged"] == 4 and plan["moves"] == plan["retags"] == 0, plan
+    assert plan["failures"] == {"changed": 1, "destination_taken": 1, "missing": 1, "unrecorded": 1}, plan
 
     assert server.get("/api/jobs/999/undo").status_code == 404
     assert server.get("/api/jobs/x/undo").status_code == 404

@@ -63,6 +63,11 @@ def state(env: LibraryEnv) -> dict[int, tuple[Any, ...]]:
     return found
 
 
+def albums(env: LibraryEnv) -> dict[int, tuple[Any, ...]]:
+    fields = ("album", "albumartist", "artpath")
+    return {album.id: tuple(album.get(key) for key in fields) for album in env.lib.albums()}
+
+
 def last_job(env: LibraryEnv) -> int:
     listing = env.beet("unmarked-jobs").stdout
     return int(listing.split()[0])
@@ -73,17 +78,29 @@ def library(env: LibraryEnv, count: int = 12) -> None:
     populate(env, count)
     for item in env.lib.items():
         foreign_tag(Path(os.fsdecode(item.path)), "FOREIGN", f"kept {item.id}")
+    for album in env.lib.albums():  # album art, which follows its items
+        cover = Path(os.fsdecode(album.items().get().path)).parent / "cover.jpg"
+        cover.write_bytes(b"\xff\xd8 art of album %d" % album.id)
+        album.artpath = os.fsencode(cover)
+        album.store()
+
+
+def directories(env: LibraryEnv) -> set[str]:
+    return {str(path.relative_to(env.temp_path)) for path in env.temp_path.rglob("*")
+            if path.is_dir() and "unmarked" not in path.name}
 
 
 @pytest.mark.parametrize("op", ["process", "rename", "normalize"])
 def test_undo_puts_every_file_tag_field_and_marker_back_and_can_be_undone(env: LibraryEnv, op: str) -> None:
     library(env)
-    env.beet("normalize-unmarked", "id:1..3")  # markers from before the job: they come back as they were
-    before = state(env)
+    env.beet("normalize-unmarked", "singleton:true")  # markers from before the job (no album): back as they were
+    before, albums_before, directories_before = state(env), albums(env), directories(env)
     env.beet(f"{op}-unmarked", "--force")
     job = last_job(env)
-    after = state(env)
+    after, albums_after = state(env), albums(env)
     assert after != before
+    if op != "rename":
+        assert albums_after != albums_before  # the rules changed album rows too
     if op != "normalize":
         assert {key: value[0] for key, value in after.items()} != {key: value[0] for key, value in before.items()}
     # Another tool tags a file after the job: the undo keeps that tag.
@@ -99,6 +116,8 @@ def test_undo_puts_every_file_tag_field_and_marker_back_and_can_be_undone(env: L
         expected = sorted([*tags, "TXXX=LATER=written after the job" if later.suffix == ".mp3"
                            else "LATER=written after the job"]) if item_id == 2 else tags
         assert now[3] == expected, item_id
+    assert albums(env) == albums_before
+    assert directories(env) == directories_before  # the job's new ones pruned, the ones it emptied made again
     consistent(env)
     undo = last_job(env)
     listing = env.beet("unmarked-jobs").stdout
@@ -109,6 +128,7 @@ def test_undo_puts_every_file_tag_field_and_marker_back_and_can_be_undone(env: L
     for item_id, (path, fields, markers, tags, audio) in after.items():
         assert (redone[item_id][0], redone[item_id][1], redone[item_id][4]) == (path, fields, audio), item_id
         assert [m is None for m in redone[item_id][2]] == [m is None for m in markers], item_id
+    assert albums(env) == albums_after
     consistent(env)
 
 
@@ -134,7 +154,7 @@ def test_an_item_changed_since_the_job_is_left_alone_and_reported(env: LibraryEn
     for item_id in set(before) - {3, 4}:
         assert undone[item_id] == before[item_id], item_id
     found = problems(env, env.temp_path / "elsewhere")
-    assert found.pop("marked renamed, not at destination") == [4]  # `beet move -d` moved it off: the user's doing
+    assert found.pop("marked renamed, not at destination") == [3, 4]  # the edit and `beet move -d`: the user's doing
     assert all(cases == [] for cases in found.values()), found
 
 
@@ -242,3 +262,23 @@ def test_the_web_api_refuses_what_cannot_be_undone(env: LibraryEnv) -> None:
         server.stop()
     result = env.beet("unmarked-jobs", "--undo", str(job), check=False)
     assert result.returncode == 1 and "job_history_mb" in result.stderr
+
+
+def test_an_item_the_record_does_not_describe_is_reported_and_left(env: LibraryEnv) -> None:
+    """A run stopped between a commit and its report is resumed by a server,
+    which reports those items done without their plans (runner.adopt): the
+    undo leaves them as they are and says why; the rest is undone."""
+    library(env, 6)
+    before = state(env)
+    env.beet("process-unmarked")
+    job = last_job(env)
+    after = state(env)
+    with sqlite3.connect(env.temp_path / "library.db-unmarked.db") as conn:  # the record such a resumption leaves
+        conn.execute("UPDATE events SET data = json_remove(data, '$.undo') WHERE job = ? AND type = 'item' "
+                     "AND json_extract(data, '$.item_id') = 2", (job,))
+    result = env.beet("unmarked-jobs", "--undo", str(job), check=False)
+    assert result.returncode == 1
+    assert f"job {job} did not record what it changed here" in result.stdout + result.stderr
+    undone = state(env)
+    assert undone[2] == after[2]
+    assert all(undone[item_id] == before[item_id] for item_id in set(before) - {2})

@@ -93,8 +93,9 @@ class Committer:
         ``renamed`` in the same commit (see ``Planner.keep_renamed_honest``)."""
         self.store(albums, self._store_album)
 
-    def store_art(self, albums: Sequence[Album]) -> None:
-        """Store the albums' new ``artpath`` in one transaction."""
+    def store_rows(self, albums: Sequence[Album]) -> None:
+        """Store the albums as they are in memory (a new ``artpath``, fields an
+        undo put back) in one transaction, leaving their items be."""
         self.store(albums, lambda album: album.store(inherit=False))
 
     def _store_album(self, album: Album) -> None:

@@ -138,7 +138,7 @@ class Engine:
         self.undo = Undo(lib, journaled, log=log, id3v23=id3v23, clutter=self.clutter,
                          media_changes=self.planner.media_changes)
         self.art = ArtMover(lib, journaled, guard=self.guard, log=log, clutter=self.clutter,
-                            store=self.committer.store_art)
+                            store=self.committer.store_rows)
         self.waves = Waves(op, settings, self.planner, self.executor, pretend=pretend)
         self.journal = journaled
         self._batch = Batch()  # the one being worked on (the undo's, if the run stops)
@@ -183,6 +183,8 @@ class Engine:
                     self.executor.start(len(ids))
                 if self._run_chunks(ids, summary, sink, stop):
                     summary.status = "cancelled"
+                elif self.planner.reversal is not None and not self.pretend:
+                    self._put_albums_back()
                 self.executor.release_all()
                 self._account(ids, summary)
             except BaseException as exc:
@@ -242,7 +244,7 @@ class Engine:
         # with the commit of the chunk before's last batch (one commit a batch),
         # or on their own for the first chunk. --pretend stores them in a
         # transaction it rolls back at the end of the chunk (held only then).
-        albums = [] if self._albums_stored else self.planner.normalized_albums(list(queue))
+        albums = [] if self._albums_stored else self._normalized_albums(list(queue))
         self._albums_stored = False
         scope: AbstractContextManager[Any] = rolled_back(self.lib) if self.pretend and albums else nullcontext()
         with scope:
@@ -257,11 +259,29 @@ class Engine:
                     self._flush(batch, summary, sink, redo=False)
                     return True
                 last = not queue and not self.pretend  # the chunk's last batch (unless another writer interferes)
-                following = self.planner.normalized_albums(list(later)) if last else []
+                following = self._normalized_albums(list(later)) if last else []
                 queue.extend(self._flush(batch, summary, sink, ahead=queue or later, albums=following))
                 self._albums_stored = last
                 if not queue:
                     return False
+
+    def _normalized_albums(self, ids: Sequence[int]) -> list[Album]:
+        """The albums of these items the rules change; their changes go to the
+        job's record first (for its undo), as a journal entry goes before its change."""
+        albums = self.planner.normalized_albums(ids)
+        self.journal.record_albums({int(album.id or 0): changes for album, changes in albums.items()})
+        return list(albums)
+
+    def _put_albums_back(self) -> None:
+        """An undo that went through: the album fields the job changed, put
+        back where they still hold what it wrote (recorded first, so the undo
+        can be undone)."""
+        reversal = self.planner.reversal
+        assert reversal is not None
+        albums = reversal.albums_back(self.lib)
+        if albums:
+            self.journal.record_albums({int(album.id or 0): changes for album, changes in albums.items()})
+            self.committer.store_rows(list(albums))
 
     # --- commit and report --------------------------------------------------------
 

@@ -68,6 +68,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_event INTEGER NOT NULL DEFAULT 0,
     error TEXT
 );
+CREATE TABLE IF NOT EXISTS album_changes (
+    job INTEGER NOT NULL,
+    album INTEGER NOT NULL,
+    changes TEXT NOT NULL,
+    PRIMARY KEY (job, album)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     job INTEGER NOT NULL,
     seq INTEGER NOT NULL,
@@ -320,6 +326,7 @@ class JobStore:
                 "SELECT id FROM jobs WHERE status NOT IN ('queued', 'running') ORDER BY id")]
             for job in finished:
                 db.execute("DELETE FROM events WHERE job = ? AND type = 'item' AND failed = 0", (job,))
+                db.execute("DELETE FROM album_changes WHERE job = ?", (job,))
                 db.execute("UPDATE jobs SET compacted = 1 WHERE id = ?", (job,))
                 if _used(db) <= budget:
                     break
@@ -327,6 +334,7 @@ class JobStore:
                 if _used(db) <= budget:
                     break
                 db.execute("DELETE FROM events WHERE job = ?", (job,))
+                db.execute("DELETE FROM album_changes WHERE job = ?", (job,))
                 db.execute("DELETE FROM jobs WHERE id = ?", (job,))
         self._shrink()
 
@@ -345,6 +353,7 @@ class JobStore:
     def _prune(self, db: sqlite3.Connection) -> None:
         newest = f"SELECT id FROM jobs ORDER BY id DESC LIMIT {KEEP_JOBS}"
         db.execute(f"DELETE FROM events WHERE job NOT IN ({newest})")
+        db.execute(f"DELETE FROM album_changes WHERE job NOT IN ({newest})")
         db.execute(f"DELETE FROM jobs WHERE id NOT IN ({newest})")
 
     # --- a running job ----------------------------------------------------
@@ -445,6 +454,25 @@ class JobStore:
             rows = db.execute(f"SELECT data FROM events WHERE job = ? AND {where} "
                               "ORDER BY failed DESC, seq LIMIT ? OFFSET ?", (job, limit, offset)).fetchall()
         return count, [json.loads(row["data"]) for row in rows]
+
+    def record_album_changes(self, job: int, changes: dict[int, dict[str, builtins.list[Any]]]) -> None:
+        """The album fields the job is about to change (``{album: {field: [old,
+        new]}}``), for its undo; written before the library's commit, as an
+        intent is. An album changed twice keeps its first old value."""
+        with self.transaction(durable=True) as db:
+            for album, fields in changes.items():
+                row = db.execute("SELECT changes FROM album_changes WHERE job = ? AND album = ?",
+                                 (job, album)).fetchone()
+                merged = json.loads(row[0]) if row else {}
+                for key, (old, new) in fields.items():
+                    merged[key] = [merged[key][0] if key in merged else old, new]
+                db.execute("INSERT OR REPLACE INTO album_changes (job, album, changes) VALUES (?, ?, ?)",
+                           (job, album, json.dumps(merged, ensure_ascii=False, default=str)))
+
+    def album_changes(self, job: int) -> dict[int, dict[str, builtins.list[Any]]]:
+        """What ``record_album_changes`` holds for the job, by album id."""
+        rows = self.rows("SELECT album, changes FROM album_changes WHERE job = ?", (job,))
+        return {row["album"]: json.loads(row["changes"]) for row in rows}
 
     def item_record(self, job: int) -> Iterator[dict[str, Any]]:
         """Every ``item`` event of the job, in order (what an undo reads: reversal.py)."""

@@ -36,6 +36,8 @@ class Store(Protocol):
 
     def transaction(self, durable: bool = False) -> AbstractContextManager[sqlite3.Connection]: ...
 
+    def record_album_changes(self, job: int, changes: dict[int, dict[str, list[Any]]]) -> None: ...
+
 ITEM, ALBUM, TAGS = "item", "album", "tags"  # a file move, an album art move, a tag write
 # Not a file change: items a commit marks (``dst``: the marker time, as text),
 # until their events are in the job's record. The repair leaves these: the run
@@ -177,6 +179,11 @@ class Journal:
     def forget(self, intent_ids: Sequence[int]) -> None:
         forget(self.store, intent_ids)
 
+    def record_albums(self, changes: dict[int, dict[str, list[Any]]]) -> None:
+        """The album fields the job is about to change, for its undo (reversal.py)."""
+        if changes:
+            self.store.record_album_changes(self.job, changes)
+
 
 class NoJournal:
     """A pretend run's journal: it changes no file, so it has nothing to journal."""
@@ -191,3 +198,6 @@ class NoJournal:
     def forget(self, intent_ids: Sequence[int]) -> None:
         if intent_ids:
             raise AssertionError("a pretend run forgot a journal entry")
+
+    def record_albums(self, changes: dict[int, dict[str, list[Any]]]) -> None:
+        pass  # a pretend run changes no album

@@ -130,6 +130,10 @@ class Planner:
         the job found it already, else left alone and reported."""
         assert self.reversal is not None
         job, plan, file = self.reversal.job, self.reversal.items[item_id], readable(item.path)
+        if plan is None:
+            return ItemResult(item_id, file, success=False, error=(
+                f"{file}: job {job} did not record what it changed here (its run stopped between the commit and "
+                "the report; the run that resumed it reported the item done); left as it is"))
         state, what = plan.state(item)
         if state == AS_BEFORE:
             return ItemResult(item_id, file, file, skipped=True, error=f"already as before job {job}")
@@ -150,8 +154,9 @@ class Planner:
         touch.fail(describe(exc, touch.file, self.log))
 
     def succeed(self, touch: Touch) -> None:
-        if self.reversal is not None:  # the markers as before the job, stored with the item
-            self.reversal.items[touch.id].restore_markers(touch.item)
+        plan = self.reversal.items[touch.id] if self.reversal is not None else None
+        if plan is not None:  # an undo: the markers as before the job, stored with the item
+            plan.restore_markers(touch.item)
         touch.succeed(self.markers, self.pretend)
 
     # --- tags -------------------------------------------------------------------
@@ -165,15 +170,20 @@ class Planner:
             present = set(model.keys(with_album=False)) if isinstance(model, Item) else set(model.keys())
         return self.rules.apply(model, present)
 
-    def normalized_albums(self, ids: Sequence[int]) -> list[Album]:
-        """The albums of these items whose fields the rules changed (in memory)."""
+    def normalized_albums(self, ids: Sequence[int]) -> dict[Album, dict[str, list[Any]]]:
+        """The albums of these items whose fields the rules changed (in
+        memory), with their changes."""
         if not self.op.normalize or self.reversal is not None:
-            return []
+            return {}
         with self.lib.transaction() as tx:
             album_ids = sorted({row[0] for part in stored.parts(ids) for row in tx.query(
                 "SELECT DISTINCT album_id FROM items WHERE album_id IS NOT NULL "
                 f"AND id IN ({stored.marks(part)})", part)})
-        return [a for a in map(self.lib.get_album, album_ids) if a is not None and self.normalize(a)]
+        found = {}
+        for album in map(self.lib.get_album, album_ids):
+            if album is not None and (changes := self.normalize(album)):
+                found[album] = changes
+        return found
 
     def media_changes(self, changes: dict[str, list[Any]]) -> dict[str, list[Any]]:
         """The changes that reach the file (fields mediafile writes): what a tag write's intent records."""
@@ -196,7 +206,9 @@ class Planner:
         """``item.destination()``, with the path formats' queries parsed once
         (an undo: where the job found the file)."""
         if self.reversal is not None:
-            return self.reversal.items[int(item.id or 0)].src
+            plan = self.reversal.items[int(item.id or 0)]
+            assert plan is not None  # (an item without a plan is never begun: ``_begin_undo``)
+            return plan.src
         if self._chooser is None:
             self._chooser = path_format_chooser(self.lib)
         return self._chooser(item)

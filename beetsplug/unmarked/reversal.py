@@ -17,21 +17,23 @@ changed it since (or it was removed), and it is left alone and reported:
 "changed since job N". An item already as the job found it (an undo
 resumed after a stop, or run twice) is skipped. Only the fields the job
 changed are written back, in the library and in the file: tags other tools
-wrote since stay.
+wrote since stay. The album fields the job changed (its record's
+``album_changes``) are put back at the end of an undo that went through,
+where they still hold what the job wrote.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .layout import LAYOUT
 from .operations import NORMALIZED, RENAMED, Operation
 
 if TYPE_CHECKING:
-    from beets.library import Item
+    from beets.library import Album, Item, Library
 
     from .jobs import JobStore
 
@@ -104,10 +106,26 @@ def _same(now: Any, recorded: Any) -> bool:
 
 @dataclass
 class Reversal:
-    """The plans of a job's items, by item id: what an undo of it puts back."""
+    """The plans of a job's items, by item id, and the album fields it
+    changed, by album id: what an undo of it puts back."""
 
     job: int
-    items: dict[int, Reverse]
+    items: dict[int, Reverse | None]  # None: the job did it, but its record does not say how (see reversal_of)
+    albums: dict[int, dict[str, list[Any]]] = field(default_factory=dict)
+
+    def albums_back(self, lib: Library) -> dict[Album, dict[str, list[Any]]]:
+        """The albums whose fields still hold what the job wrote, set back (in
+        memory), with the changes that makes; an album edited since, or
+        removed, is left as it is."""
+        back = {}
+        for album_id, changes in sorted(self.albums.items()):
+            album = lib.get_album(album_id)
+            if album is None or any(_plain(album.get(key)) != new for key, (_, new) in changes.items()):
+                continue
+            for key, (old, _) in changes.items():
+                album[key] = old
+            back[album] = {key: [new, old] for key, (old, new) in changes.items()}
+        return back
 
 
 def reversal_of(store: JobStore, job: int) -> Reversal:
@@ -121,15 +139,18 @@ def reversal_of(store: JobStore, job: int) -> Reversal:
         raise NotUndoable(
             f"job {job} can no longer be undone: its record was compacted to its failed items to keep the job "
             "store within `job_history_mb` (raise it to keep more jobs undoable)")
-    items: dict[int, Reverse] = {}
+    items: dict[int, Reverse | None] = {}
     for event in store.item_record(job):
         if event.get("skipped") or not event.get("success"):
             continue
         record = event.get("undo")
-        if record is None:
-            raise NotUndoable(f"job {job} was recorded by an older release, which kept no undo record")
+        if record is None:  # committed by a run that stopped before it reported them, reported by its resumption
+            items[event["item_id"]] = None
+            continue
         src = os.fsencode(record.get("src", event["file"]))
         dest = os.fsencode(record.get("dest", event["dest"] or event["file"]))
         items[event["item_id"]] = Reverse(event["item_id"], src, dest, event.get("changes") or {},
                                           record["markers"])
-    return Reversal(job, items)
+    if items and all(plan is None for plan in items.values()):
+        raise NotUndoable(f"job {job} was recorded by an older release, which kept no undo record")
+    return Reversal(job, items, store.album_changes(job))

@@ -2,7 +2,7 @@
 
     GET /api/jobs/ID/undo
       -> {"job", "count", "moves", "retags", "unchanged",
-          "failures": {"changed", "destination_taken", "missing"},
+          "failures": {"changed", "destination_taken", "missing", "unrecorded"},
           "sample": [{"id", "file", "dest", "changes", "error"}], "complete": true}
       -> 404 no such job; 400 {"error"} when it cannot be undone (reversal.NotUndoable)
 
@@ -12,8 +12,12 @@ against the library as it is now, read in one transaction: as the job left
 it, it is put back (a move if the job moved it, a retag if it changed
 fields), unless its file is missing or another file holds the name it goes
 back to; as the job found it, it is unchanged; otherwise it was changed since
-and is left alone. The answer has the forward plan's shape (plan_api.py), so
-the page shows both with one confirmation.
+and is left alone; one whose record does not say what the job changed
+(``unrecorded``: its run stopped between the commit and the report) is left
+alone too. The album fields the job changed are not counted: the undo puts
+back those still as the job left them, at its end. The answer has the
+forward plan's shape (plan_api.py), so the page shows both with one
+confirmation.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ if TYPE_CHECKING:
 
     from ..reversal import Reversal
 
-FAILURES = ("changed", "destination_taken", "missing")
+FAILURES = ("changed", "destination_taken", "missing", "unrecorded")
 
 
 def summarise_undo(library: Library, reversal: Reversal, sample: int = SAMPLE) -> Plan:
@@ -72,14 +76,18 @@ def _judge(library: Library, reversal: Reversal, item_id: int, raw: stored.Row |
            promised: set[bytes]) -> tuple[str | None, dict[str, Any]]:
     """(cause, sample entry) for one item: cause None (put back), "unchanged", or a failure."""
     job, plan = reversal.job, reversal.items[item_id]
-    back = {key: [new, old] for key, (old, new) in plan.changes.items()}
-    entry: dict[str, Any] = {"id": item_id, "file": readable(plan.dest), "dest": readable(plan.src),
-                             "changes": back, "error": None}
-    if raw is None:
+    entry: dict[str, Any] = {"id": item_id, "file": None, "dest": None, "changes": {}, "error": None}
+    if raw is None:  # (the undo's planner looks at this first)
         entry["error"] = f"changed since job {job}: item {item_id} was removed from the library"
         return "changed", entry
     item = stored.model(library, raw)
-    entry["file"] = readable(item.path)
+    entry["file"] = entry["dest"] = readable(item.path)
+    if plan is None:
+        entry["error"] = (f"job {job} did not record what it changed here (its run stopped between the commit "
+                          "and the report); left as it is")
+        return "unrecorded", entry
+    entry["dest"] = readable(plan.src)
+    entry["changes"] = {key: [new, old] for key, (old, new) in plan.changes.items()}
     state, what = plan.state(item)
     if state == AS_BEFORE:
         return "unchanged", entry

@@ -72,6 +72,8 @@ window.unmarkedPlan = (() => {
     destination_taken: ["track whose old place another file now holds (it stays where it is)",
       "tracks whose old places other files now hold (they stay where they are)"],
     missing: CAUSES.missing,
+    unrecorded: ["track the job's record does not describe (left as it is)",
+      "tracks the job's record does not describe (left as they are)"],
   };
 
   function renderPlan(plan, count) {
