@@ -1,6 +1,7 @@
 // The confirmation's numbers: a whole job's plan, asked for a slice at a time
 // (POST /api/plan with offset and limit: a small first slice so numbers are on
-// screen at once, then larger ones), added up and shown as it fills in.
+// screen at once, then larger ones), added up and shown as it fills in; or an
+// undo's plan (GET /api/jobs/ID/undo), in one answer.
 "use strict";
 
 window.unmarkedPlan = (() => {
@@ -42,12 +43,37 @@ window.unmarkedPlan = (() => {
     }
   }
 
+  // An undo's plan (GET /api/jobs/ID/undo): one answer, shown as a job's plan is.
+  async function loadUndoPlan(api, jobId, current, failed) {
+    const { status, data } = await api("GET", `api/jobs/${jobId}/undo`);
+    if (!current()) return; // dismissed meanwhile
+    if (status !== 200) {
+      failed((data && data.error) || `the server answered ${status}`);
+      return;
+    }
+    const failures = Object.values(data.failures).reduce((a, b) => a + b, 0);
+    renderPlan({
+      ...data, failures, causes: data.failures, words: UNDO_CAUSES, complete: true,
+      note: `All ${plural(data.count, "track")} job ${jobId} changed checked against the library as it is now: `
+        + "a track changed since the job is left as it is. Nothing has changed yet.",
+    }, data.count);
+  }
+
   const CAUSES = { // [one, many]
     missing: ["missing file", "missing files"],
     unreadable: ["file that cannot be read as audio", "files that cannot be read as audio"],
     not_writable: ["file that cannot be written", "files that cannot be written"],
     destination_taken: ["destination another file holds (it would get a numbered name)",
       "destinations another file holds (they would get a numbered name)"],
+  };
+
+  const UNDO_CAUSES = {
+    changed: ["track changed since the job (left as it is)", "tracks changed since the job (left as they are)"],
+    destination_taken: ["track whose old place another file now holds (it stays where it is)",
+      "tracks whose old places other files now hold (they stay where they are)"],
+    missing: CAUSES.missing,
+    unrecorded: ["track the job's record does not describe (left as it is)",
+      "tracks the job's record does not describe (left as they are)"],
   };
 
   function renderPlan(plan, count) {
@@ -58,7 +84,7 @@ window.unmarkedPlan = (() => {
     const causes = $("[data-plan-causes]");
     const entries = Object.entries(plan.causes || {}).filter(([, c]) => c > 0);
     causes.replaceChildren(...entries.map(([cause, c]) => el("li",
-      `${n(c)} ${(CAUSES[cause] || [cause, cause])[c === 1 ? 0 : 1]}`, { "data-cause": cause })));
+      `${n(c)} ${((plan.words || CAUSES)[cause] || [cause, cause])[c === 1 ? 0 : 1]}`, { "data-cause": cause })));
     causes.hidden = entries.length === 0;
     const scanned = plan.scanned === undefined ? count : plan.scanned;
     $("[data-plan-progress]").textContent = plan.note || (plan.complete
@@ -82,5 +108,5 @@ window.unmarkedPlan = (() => {
     }));
   }
 
-  return { loadPlan, renderPlan };
+  return { loadPlan, loadUndoPlan, renderPlan };
 })();

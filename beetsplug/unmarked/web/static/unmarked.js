@@ -24,7 +24,7 @@
   // How library text is shown (whitespace, Unicode forms, failures): unmarked-text.js.
   const { el, n, plural, changeList, diffLine, plainReason, failureItem } = window.unmarkedText;
   // A whole job's plan, asked for slice by slice and shown: unmarked-plan.js.
-  const { loadPlan, renderPlan } = window.unmarkedPlan;
+  const { loadPlan, loadUndoPlan, renderPlan } = window.unmarkedPlan;
 
   const dialog = $("[data-job-dialog]");
   const confirmBox = $("[data-confirm]");
@@ -417,6 +417,11 @@
     return data.jobs;
   }
 
+  // An undo says which job it undid ("undo of job 3"); other jobs, their operation.
+  function opWords(job) {
+    return job.op === "undo" && job.undoes ? `undo of job ${job.undoes}` : job.op;
+  }
+
   function statusWords(job) {
     if (job.status === "completed" && job.failed) return `completed with ${plural(job.failed, "failure")}`;
     return job.status;
@@ -436,7 +441,7 @@
     const warn = job.status === "completed" && job.failed > 0;
     row.append(first,
       el("td", statusWords(job), { "data-label": "Status", "data-status": warn ? "warning" : job.status, role: "cell" }),
-      el("td", job.op, { "data-label": "Operation", role: "cell" }),
+      el("td", opWords(job), { "data-label": "Operation", role: "cell" }),
       el("td", job.origin, { "data-label": "Origin", role: "cell" }),
       el("td", tally, { "data-label": "Items", role: "cell" }),
       whenCell,
@@ -524,13 +529,11 @@
     for (const name of ["moves", "retags", "failures", "unchanged"]) $(`[data-plan=${name}]`).textContent = "…";
     shownDialog(confirmBox, true);
     modal(true);
-    if (request.plan) {
-      renderPlan(request.plan, request.plan.count);
-    } else {
-      loadPlan(api, request.planBody, () => confirming !== null && confirming.token === token, (error) => {
-        show($("[data-confirm-error]"), `The plan could not be computed: ${error}`);
-      });
-    }
+    const current = () => confirming !== null && confirming.token === token;
+    const failed = (error) => show($("[data-confirm-error]"), `The plan could not be computed: ${error}`);
+    if (request.plan) renderPlan(request.plan, request.plan.count);
+    else if (request.load) request.load(current, failed);
+    else loadPlan(api, request.planBody, current, failed);
     $("[data-action=dismiss]").focus();
   }
 
@@ -612,6 +615,7 @@
       job: data.job, op: data.op, origin: data.origin, status: data.status, total: data.total,
       current: data.current, succeeded: data.succeeded, failed: data.failed, skipped: data.skipped,
       force: data.force, file: "", errors: data.errors || [], error: data.error, note: note || "",
+      undoes: data.undoes, compacted: Boolean(data.compacted), opened: Boolean(record),
       record: Boolean(record) && !ACTIVE.has(data.status), decile: Math.floor((10 * data.current) / (data.total || 1)),
       minimised: false,
     };
@@ -619,8 +623,8 @@
     openDialog();
     if (ACTIVE.has(data.status)) {
       announce(data.current
-        ? `Job ${data.job} running: ${data.op}, ${n(data.current)} of ${plural(data.total, "track")} done.`
-        : `Job ${data.job} started: ${data.op} of ${plural(data.total, "track")}.`);
+        ? `Job ${data.job} running: ${opWords(data)}, ${n(data.current)} of ${plural(data.total, "track")} done.`
+        : `Job ${data.job} started: ${opWords(data)} of ${plural(data.total, "track")}.`);
       state.announced = true;
       follow(data.job, data.last_event);
     }
@@ -637,7 +641,7 @@
       const data = JSON.parse(e.data);
       state.total = data.total;
       state.status = "running";
-      if (!state.announced) announce(`Job ${state.job} started: ${state.op} of ${plural(data.total, "track")}.`);
+      if (!state.announced) announce(`Job ${state.job} started: ${opWords(state)} of ${plural(data.total, "track")}.`);
       dirty = true;
     });
     source.addEventListener("item", (e) => {
@@ -723,6 +727,8 @@
     $("[data-action=minimise]").hidden = false;
     $("[data-action=close]").hidden = true;
     $("[data-action=retry-failed]").hidden = true;
+    $("[data-action=undo]").hidden = true;
+    show($("[data-undo-error]"), "");
     $("[data-job-errors]").replaceChildren();
     $("[data-record-items]").replaceChildren();
     $("[data-job-record]").hidden = true;
@@ -767,7 +773,7 @@
     const active = ACTIVE.has(state.status);
     const percent = state.total ? Math.floor((100 * state.current) / state.total) : (active ? 0 : 100);
     $("[data-job-id]").textContent = String(state.job);
-    $("[data-job-op]").textContent = state.op;
+    $("[data-job-op]").textContent = opWords(state);
     $("[data-job-origin]").textContent = `started from ${state.origin}${state.note ? ". " + state.note : ""}`;
     const bar = $("[data-progress]");
     bar.setAttribute("aria-valuenow", String(percent));
@@ -792,11 +798,73 @@
     $("[data-job-skipped]").textContent = n(state.skipped);
     $("[data-job-record]").hidden = !state.record;
     $("[data-action=retry-failed]").hidden = active || readonly || state.failed === 0 || state.errors.length === 0;
+    renderUndo(active);
     renderErrors();
     show($("[data-job-error]"), state.error || "");
     $("[data-strip-text]").textContent = active
-      ? `Job ${state.job} (${state.op}): ${n(state.current)} / ${n(state.total)}, ${n(state.failed)} failed`
+      ? `Job ${state.job} (${opWords(state)}): ${n(state.current)} / ${n(state.total)}, ${n(state.failed)} failed`
       : `Job ${state.job} ${outcome()[0]}`;
+  }
+
+  // A job opened from the list can be undone once it has ended; when it cannot, the button says why.
+  function renderUndo(active) {
+    const button = $("[data-action=undo]");
+    const why = $("[data-undo-why]");
+    button.hidden = !state.opened;
+    button.textContent = state.op === "undo" ? `Undo job ${state.job} (redo job ${state.undoes})` : `Undo job ${state.job}`;
+    let reason = "";
+    if (readonly) reason = "This server is read-only, so no job can be undone here.";
+    else if (active) reason = `Job ${state.job} is still ${state.status}: it can be undone once it has ended.`;
+    else if (state.compacted) {
+      reason = `Job ${state.job} can no longer be undone: its record was compacted to its failed tracks `
+        + "to keep the job store within job_history_mb.";
+    }
+    button.disabled = Boolean(reason);
+    show(why, state.opened ? reason : "");
+    if (reason && state.opened) button.setAttribute("aria-describedby", "undo-why");
+    else button.removeAttribute("aria-describedby");
+  }
+
+  // Undoing asks first, with the undo's plan; the record's dialog comes back if dismissed.
+  function askToUndo() {
+    if (!state || ACTIVE.has(state.status)) return;
+    const jobId = state.job;
+    const button = $("[data-action=undo]");
+    show($("[data-undo-error]"), "");
+    shownDialog(dialog, false);
+    openConfirm({
+      title: state.op === "undo" ? `Undo job ${jobId}, redoing job ${state.undoes}?` : `Undo job ${jobId} (${state.op})?`,
+      what: `Each track job ${jobId} changed goes back as the job found it: its path, the tags and fields the `
+        + "job changed, and its markers. Tracks changed since are left alone and reported.",
+      load: (current, failed) => loadUndoPlan(api, jobId, current, (error) => { // 400: it cannot be undone
+        failed(error);
+        $("[data-action=confirm]").disabled = true;
+      }),
+      button: `Undo job ${jobId}`,
+      opener: button,
+      confirmed: () => startUndo(jobId),
+      dismissed: () => { shownDialog(dialog, true); modal(true); button.focus(); },
+    });
+  }
+
+  async function startUndo(jobId) {
+    const { status, data } = await api("POST", `api/jobs/${jobId}/undo`);
+    if (status === 202) {
+      await attach(data.job);
+      loadJobs();
+      return;
+    }
+    // Refused (cannot be undone, another job runs): said in words on the record it came from.
+    shownDialog(dialog, true);
+    modal(true);
+    const words = status === 409
+      ? `Job ${jobId} was not undone: ${errorOf(status, data)}. Undo it once that job has ended.`
+      : `Job ${jobId} was not undone: ${errorOf(status, data)}`;
+    show($("[data-undo-error]"), words);
+    announce(words);
+    const button = $("[data-action=undo]");
+    if (!button.disabled) button.focus();
+    else $("[data-action=close]").focus();
   }
 
   function renderErrors() {
@@ -862,6 +930,7 @@
   $("[data-action=minimise]").addEventListener("click", minimise);
   $("[data-action=reopen]").addEventListener("click", reopen);
   $("[data-action=retry-failed]").addEventListener("click", retryFailed);
+  $("[data-action=undo]").addEventListener("click", askToUndo);
   $("[data-action=show-failures]").addEventListener("click", () => {
     if (!state) return;
     state.record = true;
