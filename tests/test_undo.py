@@ -325,3 +325,15 @@ def test_a_web_undo_left_running_whose_job_was_compacted_ends_saying_so(env: Lib
     finally:
         server.stop()
     assert summary["status"] == "failed" and "can no longer resume" in summary["error"], summary
+
+
+def test_a_job_that_did_nothing_has_nothing_to_undo(env: LibraryEnv, server: Server) -> None:
+    library(env, 4)
+    env.beet("rename-unmarked")
+    env.beet("rename-unmarked", "--force", "id:999")  # a job that matched nothing
+    job = last_job(env)
+    refused = server.post(f"/api/jobs/{job}/undo")
+    assert refused.status_code == 400 and "changed nothing" in refused.json()["error"]
+    result = env.beet("unmarked-jobs", "--undo", str(job), check=False)
+    assert result.returncode == 1 and "changed nothing" in result.stderr
+    assert last_job(env) == job  # no undo job made

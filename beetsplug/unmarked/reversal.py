@@ -172,4 +172,7 @@ def reversal_of(store: JobStore, job: int) -> Reversal:
                                           record["markers"])
     if items and all(plan is None for plan in items.values()):
         raise NotUndoable(f"job {job} was recorded by an older release, which kept no undo record")
-    return Reversal(job, items, store.album_changes(job))
+    albums = store.album_changes(job)
+    if not items and not albums:
+        raise NotUndoable(f"job {job} changed nothing that could be undone (no item of it succeeded)")
+    return Reversal(job, items, albums)
