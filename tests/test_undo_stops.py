@@ -435,3 +435,20 @@ def cancelled_then_undone(env: LibraryEnv, server: Server, before: dict[int, Any
     assert wait_status(server, undo.json()["job"], ENDED)["status"] == "completed"
     assert state(env) == before
     consistent(env, *roots(env))
+
+
+def test_an_undo_killed_run_after_run_is_finished_by_the_next(env: LibraryEnv) -> None:
+    """Each run of the undo is killed in its turn, at another point, after
+    the runs before had put back some items: the next run still finishes
+    it, skipping every item any of them put back."""
+    library(env)
+    dirs = directories(env)
+    before, _, job = processed(env)
+    for point in (AFTER_FIRST, BEFORE_REPORT, COMMIT_WAITS, AFTER_FIRST):
+        base = COUNT - len(renamed(env))
+        proc = start(env, "unmarked-jobs", "--undo", str(job))
+        committed, _, _ = stop_at(env, proc, point, signal.SIGKILL, lambda: COUNT - len(renamed(env)) - base)
+        assert COUNT - len(renamed(env)) - base == committed, point
+        files_accounted_for(env, *roots(env))
+    assert len(renamed(env)) == COUNT - 3 * BATCH
+    finished_undo(env, job, before, dirs, set(range(1, COUNT + 1)) - renamed(env))
