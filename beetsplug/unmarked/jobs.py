@@ -206,11 +206,12 @@ class JobStore:
             if durable:
                 db.execute("PRAGMA synchronous=FULL")
             try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
+                try:  # (BEGIN inside: a signal raising as it returns must not leave the transaction open)
+                    db.execute("BEGIN IMMEDIATE")
                     yield db
                 except BaseException:
-                    db.execute("ROLLBACK")
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
                     raise
                 db.execute("COMMIT")
             finally:
