@@ -17,4 +17,5 @@ python bench/sse_followers.py --items 5000 --followers 0 20 50 > bench/out/sse_f
 python bench/crash_trials.py --trials 22 --items 1000 > bench/out/crash_trials.md
 python bench/mark_http_bench.py --items 100000 --preview-items 20000 > bench/out/mark_http.md
 python bench/undo_bench.py --size 5000 --reps 3 > bench/out/undo.md
+python bench/web_helper_cost.py --size 2000 --reps 3 > bench/out/web_helper_cost.md
 echo "done: $(date -u)" >> bench/out/ran.txt
