@@ -41,13 +41,6 @@ HANDED_OUT, COMMIT_WAITS, BEFORE_REPORT, AFTER_FIRST = (
     "files-handed-out", "commit-waits-on-the-lock", "committed-not-reported", "after-the-first-batch")
 POINTS = (HANDED_OUT, COMMIT_WAITS, BEFORE_REPORT, AFTER_FIRST)
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
-# Known, not fixed here: a run killed between a batch's commit and its report
-# leaves no undo record for that batch. The commit journals only its items'
-# marker time (commit.py, UNREPORTED); the items' plans (file, dest, changes,
-# markers before) exist only in the results it had not reported yet.
-UNRECORDED_BATCH = pytest.mark.xfail(strict=True, reason=(
-    "a batch committed but not reported when its process died gets no undo record: "
-    "jobs.interrupt drops it, adopt reports it without one (or, for an undo, as skipped)"))
 
 
 # --- a library, a job to undo ---------------------------------------------------------
@@ -112,12 +105,12 @@ class Aim:
     ``after-the-first-batch`` the job waits for the library lock at a
     batch's commit, every file of that batch handed out and moved; at
     ``committed-not-reported`` its first batch is committed and the job waits
-    for the job store before reporting it. ``marks``: the job gives markers
-    (not an undo), which its commit journals before it waits for the library."""
+    for the job store before reporting it. Every commit first journals what
+    it will report (journal.Unreported: a write to the job store) before it
+    waits for the library."""
 
-    def __init__(self, env: LibraryEnv, point: str, done: Callable[[], int], alive: Callable[[], Any],
-                 marks: bool = False) -> None:
-        self.env, self.point, self.done, self.alive, self.marks = env, point, done, alive, marks
+    def __init__(self, env: LibraryEnv, point: str, done: Callable[[], int], alive: Callable[[], Any]) -> None:
+        self.env, self.point, self.done, self.alive = env, point, done, alive
         self.gate, self.store_gate = library_write_lock(env), store_write_lock(env)
 
     def hold(self) -> None:
@@ -137,8 +130,7 @@ class Aim:
             wait_for(lambda: in_flight(env) >= 1, "files handed out", alive=self.alive)
             return 0
         wait_for(lambda: self._batch_moved(BATCH), "the first batch's files moved", alive=self.alive)
-        if self.marks:  # (its commit journals the markers it gives first: a write to the job store)
-            wait_for(lambda: unreported(store(env), job), "the first commit's markers journaled", alive=self.alive)
+        wait_for(lambda: unreported(store(env), job), "the first commit's report journaled", alive=self.alive)
         if self.point == COMMIT_WAITS:
             return 0
         self.store_gate.acquire()  # the commit goes through; the job then waits to journal and report it
@@ -159,14 +151,13 @@ class Aim:
 
 
 def stop_at(env: LibraryEnv, proc: subprocess.Popen[str], point: str, how: signal.Signals,
-            done: Callable[[], int], helper: bool | None = None, marks: bool = False) -> tuple[int, str, str]:
+            done: Callable[[], int], helper: bool | None = None) -> tuple[int, str, str]:
     """Start-to-stop of a real ``beet`` job: held at ``point``, sent ``how``.
     Returns the items it had committed when stopped, and its output. A signal
     it handles is sent while the gate still holds the commit (the batch in
     flight must be put back, not committed); one held by the job store's gate
     lands when that gate opens."""
-    aim = Aim(env, point, done, alive=lambda: proc.poll() is None or pytest.fail(str(proc.communicate())),
-              marks=marks)
+    aim = Aim(env, point, done, alive=lambda: proc.poll() is None or pytest.fail(str(proc.communicate())))
     try:
         aim.hold()
         committed = aim.arrive()
@@ -266,8 +257,7 @@ def served(env: LibraryEnv) -> None:
     env.configure(unmarked={"batch_size": BATCH})
 
 
-@pytest.mark.parametrize("point", [pytest.param(p, marks=UNRECORDED_BATCH) if p == BEFORE_REPORT else p
-                                   for p in POINTS])
+@pytest.mark.parametrize("point", POINTS)
 def test_a_web_undo_whose_server_is_killed_is_resumed_by_the_next_server(env: LibraryEnv, point: str) -> None:
     library(env)
     served(env)
@@ -351,7 +341,7 @@ def stopped_job(env: LibraryEnv, point: str, how: signal.Signals) -> tuple[dict[
     env.beet("normalize-unmarked", "id:1..3")
     before = state(env)
     proc = start(env, "process-unmarked", "--force")
-    committed, out, err = stop_at(env, proc, point, how, lambda: len(renamed(env)), marks=True)
+    committed, out, err = stop_at(env, proc, point, how, lambda: len(renamed(env)))
     assert len(renamed(env)) == committed, (out, err)
     return before, last_job(env), renamed(env)
 
@@ -359,7 +349,7 @@ def stopped_job(env: LibraryEnv, point: str, how: signal.Signals) -> tuple[dict[
 @pytest.mark.usefixtures("sigint_delivered")
 @pytest.mark.parametrize(("point", "how"), [(AFTER_FIRST, signal.SIGINT), (AFTER_FIRST, signal.SIGKILL),
                                             (BEFORE_REPORT, signal.SIGINT),
-                                            pytest.param(BEFORE_REPORT, signal.SIGKILL, marks=UNRECORDED_BATCH)],
+                                            (BEFORE_REPORT, signal.SIGKILL)],
                          ids=["ctrl-c-after-the-first-batch", "kill-9-after-the-first-batch",
                               "ctrl-c-committed-not-reported", "kill-9-committed-not-reported"])
 def test_the_undo_of_a_stopped_job_puts_back_exactly_what_it_committed(
@@ -374,7 +364,6 @@ def test_the_undo_of_a_stopped_job_puts_back_exactly_what_it_committed(
     consistent(env, *roots(env))
 
 
-@UNRECORDED_BATCH
 def test_the_undo_of_a_web_job_resumed_after_its_server_died_puts_back_all_it_did(env: LibraryEnv) -> None:
     """A web job's server is killed -9 with a batch committed, not yet
     reported; the next server resumes the job to its end. Its undo puts back
@@ -384,7 +373,7 @@ def test_the_undo_of_a_web_job_resumed_after_its_server_died_puts_back_all_it_di
     before = state(env)
     server = beet_web(env)
     aim = Aim(env, BEFORE_REPORT, lambda: len(renamed(env)),
-              alive=lambda: server.proc.poll() is None or pytest.fail(server.log()), marks=True)
+              alive=lambda: server.proc.poll() is None or pytest.fail(server.log()))
     try:
         aim.hold()
         job = server.post("/api/jobs", json={"op": "process"}).json()["job"]
@@ -418,7 +407,7 @@ def test_the_undo_of_a_cancelled_web_job_puts_back_what_it_did(env: LibraryEnv) 
 
 
 def cancelled_then_undone(env: LibraryEnv, server: Server, before: dict[int, Any]) -> None:
-    aim = Aim(env, AFTER_FIRST, lambda: len(renamed(env)), alive=lambda: server.proc.poll() is None, marks=True)
+    aim = Aim(env, AFTER_FIRST, lambda: len(renamed(env)), alive=lambda: server.proc.poll() is None)
     try:
         aim.hold()
         job = server.post("/api/jobs", json={"op": "process"}).json()["job"]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import stored
 from .beets_compat import dirty_flags, restore_dirty_flags, set_field, store_many
-from .journal import UNREPORTED
+from .journal import unreported_entry
 from .layout import LAYOUT
 from .moves import library_durable
 from .operations import RENAMED
@@ -63,9 +63,10 @@ class Committer:
                 set_field(touch.item, LAYOUT, self.planner.layout)
             if touch.wrote and RENAMED not in touch.markers:
                 self.planner.keep_renamed_honest(touch.item)
-        if not batch.unreported:
-            batch.unreported = self.journal.intend_many([(UNREPORTED, t.id, b"", repr(now).encode())
-                                                         for t in storing if t.markers])
+        if not batch.unreported:  # what the report will say, in case the run stops before it
+            batch.unreported = self.journal.intend_many([
+                unreported_entry(t.id, now, t.result.recorded) for t in storing
+                if t.result is not None and t.result.success and (t.markers or self.planner.reversal is not None)])
 
         def store(tx: Transaction) -> list[Touch]:
             if batch.versions == {stored.data_version(tx)}:

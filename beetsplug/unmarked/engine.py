@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     from beets.logging import BeetsLogger
 
     from .claim import LibraryLock
-    from .journal import Journal
+    from .journal import Journal, Unreported
     from .normalize import Rules
     from .operations import Operation
     from .reversal import Reversal
@@ -150,16 +150,17 @@ class Engine:
     # --- the run ------------------------------------------------------------
 
     def run(self, ids: Sequence[int], sink: Sink, stop: Callable[[], bool] = lambda: False, *,
-            resume: Summary | None = None, unreported: dict[int, float] | None = None) -> Summary:
+            resume: Summary | None = None, unreported: dict[int, Unreported] | None = None) -> Summary:
         """Run over ``ids``; the summary says how it ended.
 
         With ``resume``, continue that run: its counters go on (``total`` stays
         as given), ``ids`` are the ones it had not reached, and no ``start`` is
         sent (the job's stream has it already). ``unreported`` holds what the
-        stopped run's journal said it was committing: items and the exact time
-        their markers were given. An item still marked with that time was done
-        by that run (committed, never reported): it counts as succeeded, not as
-        skipped; marked otherwise, by someone else.
+        stopped run's journal said it was committing: items, the exact time
+        their markers were given, and the results it would have reported. An
+        item still marked with that time was done by that run (committed, never
+        reported): it is reported as that result, not as skipped; marked
+        otherwise, by someone else. (An undo: an item as before its job.)
 
         Every exit leaves files and library in agreement: an error that ends
         the run (library locked or failing, claim lost, job store unreadable)

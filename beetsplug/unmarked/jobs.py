@@ -273,8 +273,7 @@ class JobStore:
             if row is None or row["status"] not in ACTIVE:
                 return
             db.execute("UPDATE jobs SET status = 'interrupted', finished = ?, error = ? WHERE id = ?",
-                       (time.time(), error, job))
-            journal.drop_unreported(db, job)
+                       (time.time(), error, job))  # (its UNREPORTED notes: for runner.report_committed)
             done = done_event(job, Summary.from_record(row, "interrupted", error), self._failures(db, job))
             self._insert_events(db, row, [done])
         self._notify()
@@ -374,6 +373,19 @@ class JobStore:
                 assigns = ", ".join(f"{name} = ?" for name in fields)
                 db.execute(f"UPDATE jobs SET {assigns} WHERE id = ?", (*fields.values(), job))
             self._insert_events(db, row, payloads)
+        self._notify()
+
+    def add_committed(self, job: int, payloads: Sequence[dict[str, Any]], **counters: Any) -> None:
+        """Under the lock: the items an ended job's process committed and
+        died before reporting (runner.report_committed), added to its record
+        after its ``done`` with its counters, and its notes of them dropped."""
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job,)).fetchone()
+            if row is not None and payloads:
+                assigns = ", ".join(f"{name} = ?" for name in counters)
+                db.execute(f"UPDATE jobs SET {assigns} WHERE id = ?", (*counters.values(), job))
+                self._insert_events(db, row, payloads)
+            journal.drop_unreported(db, job)
         self._notify()
 
     def _notify(self) -> None:

@@ -136,9 +136,32 @@ def pending(store: Store, kinds: Sequence[str] | None = FILE_CHANGES) -> list[In
     return [Intent(r["id"], r["job"], r["kind"], r["entity"], bytes(r["src"]), bytes(r["dst"])) for r in rows]
 
 
-def unreported(store: Store, job: int) -> dict[int, float]:
-    """What ``job``'s stopped run committed and never reported: item -> marker time."""
-    return {i.entity: float(i.dst) for i in pending(store, kinds=[UNREPORTED]) if i.job == job}
+@dataclass(frozen=True)
+class Unreported:
+    """An item a commit recorded before its report: the marker time the
+    commit gave, and the result the report would have sent (the item event's
+    ``file``, ``dest``, ``changes`` and ``undo``: what an undo of the job
+    needs); None from a release that noted only the time."""
+
+    time: float
+    result: dict[str, Any] | None = None
+
+
+def unreported_entry(entity: int, time: float, result: dict[str, Any] | None) -> tuple[str, int, bytes, bytes]:
+    """The journal entry of an item a commit records, until its report is in the job's record."""
+    return UNREPORTED, entity, b"", json.dumps({"time": time, "result": result}, default=str).encode()
+
+
+def _unreported(dst: bytes) -> Unreported:
+    if not dst.startswith(b"{"):
+        return Unreported(float(dst))  # (a release that noted only the marker time)
+    entry = json.loads(dst)
+    return Unreported(float(entry["time"]), entry.get("result"))
+
+
+def unreported(store: Store, job: int) -> dict[int, Unreported]:
+    """What ``job``'s stopped run committed and never reported, by item."""
+    return {i.entity: _unreported(i.dst) for i in pending(store, kinds=[UNREPORTED]) if i.job == job}
 
 
 def drop_unreported(db: sqlite3.Connection, job: int) -> None:

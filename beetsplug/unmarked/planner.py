@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from beets.logging import BeetsLogger
 
     from .batch import Batch
+    from .journal import Unreported
     from .normalize import Rules
     from .operations import Operation
     from .reversal import Reversal
@@ -65,7 +66,7 @@ class Planner:
         # An undo (reversal.py): each item's plan is its record's, reversed; no marker is set, the old ones come back.
         self.reversal = reversal
         self.markers = op.markers if reversal is None else ()
-        self.unreported: dict[int, float] = {}  # resuming: items the stopped run marked (and when), unreported
+        self.unreported: dict[int, Unreported] = {}  # resuming: items the stopped run committed, unreported
         self._chooser: Callable[[Item], bytes] | None = None  # path formats, parsed once (in the run)
         self.free: Callable[[bytes], bool] = lambda path: False  # removes an old name the run holds (executor)
         self._media_fields = media_fields()
@@ -104,8 +105,9 @@ class Planner:
         file = readable(path)
         if self.reversal is not None:
             return self._begin_undo(item_id, item, raw, batch)
-        if item_id in self.unreported and stored.marked_at(raw[2], self.markers, self.unreported[item_id]):
-            return ItemResult(item_id, file, file)  # done by the run this one resumes: recorded, never reported
+        committed = self.unreported.get(item_id)
+        if committed is not None and stored.marked_at(raw[2], self.markers, committed.time):
+            return ItemResult.committed(item_id, committed.result, file)  # by the run this one resumes, unreported
         done = all(markers.holds(raw[2], marker, self.layout) for marker in self.markers)  # as ``unmarked:`` selects
         if done and not self.force:
             return ItemResult(item_id, file, file, skipped=True, error="already done by another run")
@@ -135,6 +137,9 @@ class Planner:
                 f"{file}: job {job} did not record what it changed here (its run stopped between the commit and "
                 "the report; the run that resumed it reported the item done); left as it is"))
         state, what = plan.state(item)
+        committed = self.unreported.get(item_id)
+        if state == AS_BEFORE and committed is not None:  # undone by the run this one resumes, unreported
+            return ItemResult.committed(item_id, committed.result, file)
         if state == AS_BEFORE:
             return ItemResult(item_id, file, file, skipped=True, error=f"already as before job {job}")
         if state == CHANGED:

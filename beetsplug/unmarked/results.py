@@ -43,6 +43,21 @@ class ItemResult:
     before: Item | None = None
     after: Item | None = None
 
+    @property
+    def recorded(self) -> dict[str, Any]:
+        """What a commit journals of a done item's result (journal.Unreported)."""
+        return {"file": self.file, "dest": self.dest, "changes": self.changes, "undo": self.undo}
+
+    @classmethod
+    def committed(cls, item_id: int, recorded: dict[str, Any] | None, file: str) -> ItemResult:
+        """An item a stopped run committed and never reported, as its report
+        would have been (``recorded``), or, from a release that journaled no
+        result, done where it is."""
+        if recorded is None:
+            return cls(item_id, file, file)
+        return cls(item_id, recorded["file"], recorded["dest"], changes=recorded["changes"] or {},
+                   undo=recorded["undo"])
+
 
 @dataclass
 class Summary:

@@ -33,14 +33,14 @@ from .config import check
 from .engine import Engine, Settings, Sink
 from .errors import ConfigError, Terminated
 from .events import done_event, item_event, start_event
-from .jobs import HOST, JobConflict, JobStore, store_for
+from .jobs import ACTIVE, HOST, JobConflict, JobStore, store_for
 from .journal import Journal
 from .layout import changed, snapshot
 from .normalize import Rules
 from .operations import get_operation
 from .repair import reconcile
 from .results import ItemResult, Summary, readable
-from .reversal import UNDO, NotUndoable, reversal_of
+from .reversal import AS_BEFORE, UNDO, NotUndoable, reversal_of
 from .selection import select_ids, work_query
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from beets.library import Library
     from beets.logging import BeetsLogger
 
+    from .journal import Unreported
     from .operations import Operation
     from .reversal import Reversal
 
@@ -79,7 +80,7 @@ class Job:
     def __init__(self, lib: Library, store: JobStore, lock: LibraryLock, job_id: int, op: Operation, *,
                  query: str, force: bool, config: JobConfig, log: BeetsLogger,
                  ids: Sequence[int] | None = None, resume: Summary | None = None,
-                 unreported: dict[int, float] | None = None, layout_changed: Sequence[str] = (),
+                 unreported: dict[int, Unreported] | None = None, layout_changed: Sequence[str] = (),
                  reversal: Reversal | None = None) -> None:
         self.lib, self.store, self.lock, self.id, self.op = lib, store, lock, job_id, op
         self.reversal = reversal  # an undo job: what it puts back (reversal.py)
@@ -175,19 +176,48 @@ class Job:
         return summary
 
 
-def committed_unreported(lib: Library, unreported: dict[int, float], markers: Sequence[str]) -> list[ItemResult]:
+def committed_unreported(lib: Library, unreported: dict[int, Unreported], markers: Sequence[str],
+                         reversal: Reversal | None = None) -> list[ItemResult]:
     """The items a stopped run committed and never reported (still marked
-    with the time its journal noted), as the results it would have sent."""
+    with the time its journal noted; an undo's: as before their job), as the
+    results it would have sent."""
     if not unreported:
         return []
     with lib.music_dir_context(), lib.transaction() as tx:
         rows = stored.rows(tx, sorted(unreported))
-        results = []
-        for item_id, row in sorted(rows.items()):
-            if stored.marked_at(row[2], markers, unreported[item_id]):
-                file = readable(stored.model(lib, row).path)
-                results.append(ItemResult(item_id, file, file))
+    results = []
+    for item_id, row in sorted(rows.items()):
+        item, committed = stored.model(lib, row), unreported[item_id]
+        if reversal is None:
+            done = stored.marked_at(row[2], markers, committed.time)
+        else:
+            plan = reversal.items.get(item_id)
+            done = plan is not None and plan.state(item)[0] == AS_BEFORE
+        if done:
+            results.append(ItemResult.committed(item_id, committed.result, readable(item.path)))
     return results
+
+
+def report_committed(lib: Library, store: JobStore, job_id: int) -> None:
+    """Under the lock: a job whose process died and that nobody resumes (from
+    the command line, the import hook; a web job another superseded): what its
+    last commit recorded but it never reported goes into its record now, so
+    the record - and an undo of the job - has every item it changed. A web job
+    left to resume keeps its notes for the run that resumes it (``adopt``)."""
+    job = store.get(job_id)
+    if job is not None and job["status"] in ACTIVE:
+        return
+    results: list[ItemResult] = []
+    if job is not None:
+        op = UNDO if job["op"] == UNDO.name else get_operation(job["op"])
+        try:
+            reversal = reversal_of(store, job["undoes"]) if op is UNDO else None
+            results = committed_unreported(lib, journal.unreported(store, job_id), op.markers, reversal)
+        except NotUndoable:
+            pass
+    summary = Summary.from_record(job) if job is not None else Summary(0)
+    events = [item_event(job_id, summary.count(result), summary.total, result) for result in results]
+    store.add_committed(job_id, events, **_counters(summary))
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -290,6 +320,8 @@ def settle(lib: Library, store: JobStore, log: BeetsLogger) -> None:
     server can show it, and one adopts it as soon as it runs.
     """
     store.end_orphans()
+    for job_id in sorted({intent.job for intent in journal.pending(store, kinds=[journal.UNREPORTED])}):
+        report_committed(lib, store, job_id)
     repaired = reconcile(lib, store, log=log.warning)
     if repaired:
         log.info("repaired {} files left by an interrupted run", repaired)
