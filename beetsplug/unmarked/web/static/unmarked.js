@@ -97,11 +97,15 @@
 
   // --- counts ----------------------------------------------------------------
 
+  let countsLoading = 0; // a token: an answer for a query no longer in force is dropped
+
   async function refreshCounts() {
+    const token = ++countsLoading;
     show($("[data-query-error]"), "");
     await Promise.all(OPS.map(async (op) => {
       const params = new URLSearchParams({ op, query: inForce, limit: "1" });
       const { status, data } = await api("GET", `api/unmarked?${params}`);
+      if (token !== countsLoading) return; // a later refresh (another query) answers instead
       const cell = $(`[data-count="${op}"]`);
       if (status === 200) {
         counts[op] = data.count;
