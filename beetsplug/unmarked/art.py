@@ -62,6 +62,9 @@ class ArtMover:
         if util.samefile(wanted, src):  # already in place (before a unique name is made up)
             return
         dest = unique_destination(wanted, set())
+        if dest != wanted:  # (beets' rule for art; said, since an undo promises the old name)
+            self.log.warning("album art of {} goes to {}: {} is another file", album, util.displayable_path(dest),
+                             util.displayable_path(wanted))
         self.guard()
         intent = self.journal.intend_many([(ALBUM, album_id, src, dest)])[0]
         self.journal.record_albums({album_id: {ART: [os.fsdecode(src), os.fsdecode(dest)]}})  # for an undo

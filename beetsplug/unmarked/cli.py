@@ -143,13 +143,14 @@ def _who(job: dict[str, Any] | None) -> str:
     return describe(job) if job else "another process"
 
 
-def _raise_unless_all_done(summary: Summary) -> None:
+def _raise_unless_all_done(summary: Summary, undo: bool = False) -> None:
     """Exit status 1 unless every item went well (130 after Ctrl-C, see func)."""
     if summary.status == "failed":
         raise UserError(f"the run stopped: {summary.error}")
     if summary.failed:
-        raise UserError(f"{summary.failed} item{'s' if summary.failed != 1 else ''} failed (see above); "
-                        "they stay unmarked and the next run retries them")
+        after = ("they stay as the job left them (see above why); an undo run again tries them again" if undo
+                 else "they stay unmarked and the next run retries them")
+        raise UserError(f"{summary.failed} item{'s' if summary.failed != 1 else ''} failed (see above); {after}")
     if summary.status == "cancelled":
         raise UserError("the run was cancelled; the next run finishes the rest")
 
@@ -198,7 +199,7 @@ def undo_job(lib: Library, text: str, pretend: bool, plugin: UnmarkedPlugin) -> 
             reversal = reversal_of(store_for(lib), undone)
             engine = Engine(lib, UNDO, rules=config.rules, settings=config.settings, log=plugin._log,
                             pretend=True, reversal=reversal)
-            _raise_unless_all_done(engine.run(reversal.order(), sink))
+            _raise_unless_all_done(engine.run(reversal.order(), sink), undo=True)
             return
         job = open_undo(lib, undone, origin="cli", config=config, log=plugin._log)
     except NotUndoable as exc:
@@ -220,7 +221,7 @@ def run_job(job: Job, sink: TerminalSink, plugin: UnmarkedPlugin) -> None:
     except Terminated as stopped:  # SIGTERM / SIGHUP: the batch was put back, as after Ctrl-C
         ui.print_(f"{sink.label}: {stopped}; the next run finishes the rest.")
         raise SystemExit(128 + stopped.signum) from None
-    _raise_unless_all_done(summary)
+    _raise_unless_all_done(summary, undo=job.reversal is not None)
 
 
 def build_commands(plugin: UnmarkedPlugin) -> list[ui.Subcommand]:

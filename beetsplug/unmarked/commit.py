@@ -21,6 +21,7 @@ from .journal import unreported_entry
 from .layout import LAYOUT
 from .moves import library_durable
 from .operations import RENAMED
+from .reversal import UNDONE_MARKERS
 from .signals import signals_deferred
 from .states import COMMITTED, CONFLICTED
 from .transaction import LibraryLockedError, atomic, wait_until_writable
@@ -63,6 +64,8 @@ class Committer:
                 set_field(touch.item, LAYOUT, self.planner.layout)
             if touch.wrote and RENAMED not in touch.markers:
                 self.planner.keep_renamed_honest(touch.item)
+            if touch.result is not None and touch.result.undo is not None:  # the markers as this commit leaves them
+                touch.result.undo["after"] = {key: touch.item.get(key, with_album=False) for key in UNDONE_MARKERS}
         if not batch.unreported:  # what the report will say, in case the run stops before it
             batch.unreported = self.journal.intend_many([
                 unreported_entry(t.id, now, t.result.recorded) for t in storing

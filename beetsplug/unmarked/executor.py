@@ -224,7 +224,8 @@ class Executor:
             key = next(self._keys)
             self._handed[key] = handed
             tasks.append(FileTask(key, touch.src, handed.tags, handed.dest, adopt=handed.dest in batch.adopted,
-                                  spare=spare if handed.tags else None))
+                                  spare=spare if handed.tags else None,
+                                  expect=self.planner.expected_tags(touch) if handed.tags else None))
         self._worker.send_files(tasks)
 
     def _plan(self, touch: Touch, batch: Batch, found: dict[int, bytes | ItemError]) -> Handed | None:

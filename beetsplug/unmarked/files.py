@@ -211,8 +211,20 @@ def write_tags(item: Item, *, spare: bytes | None = None) -> Written:
     return _finished(write, keep_backup=False)
 
 
+class TagsChanged(OSError):
+    """The file's tags are not what the write expects them to be: another
+    tool wrote them since (an undo never writes over that). An ``OSError``
+    so that it is reported as a file's trouble, by its message."""
+
+
+def _same_tag(now: Any, expected: Any) -> bool:
+    if not now and not expected:  # (mediafile reads an absent text tag as None or "")
+        return True
+    return now == expected or (not isinstance(now, str) and str(now) == str(expected))
+
+
 def write_fields(path: bytes, tags: Mapping[str, Any], id3v23: bool, *, spare: bytes | None = None,
-                 keep_backup: bool = False) -> Written:
+                 keep_backup: bool = False, expect: Mapping[str, Any] | None = None) -> Written:
     """Write only ``tags`` (mediafile field -> value; None deletes) to the
     file at ``path``, by the same untearable routes; returns what it did.
 
@@ -229,6 +241,8 @@ def write_fields(path: bytes, tags: Mapping[str, Any], id3v23: bool, *, spare: b
     ``keep_backup``: the backup of a resizing write stays (``Written.backup``)
     until the caller drops it: the engine, once its commit records the write;
     an unprotected write's warning is then the caller's to log.
+    ``expect``: what those fields must hold in the file now (an undo: what its
+    job wrote), else ``TagsChanged`` and nothing is written.
     """
     _install()
     target = util.syspath(path)
@@ -239,6 +253,10 @@ def write_fields(path: bytes, tags: Mapping[str, Any], id3v23: bool, *, spare: b
             mediafile = MediaFile(target, id3v23=id3v23)
         except UnreadableFileError as exc:
             raise ReadError(path, exc) from exc
+        changed = [key for key, value in (expect or {}).items() if not _same_tag(getattr(mediafile, key, None), value)]
+        if changed:
+            raise TagsChanged(f"{util.displayable_path(path)}: {', '.join(changed)} in the file changed since "
+                              "(another tool wrote them); left as it is")
         _update(mediafile, tags)
         try:
             mediafile.save()

@@ -66,6 +66,7 @@ class Planner:
         # An undo (reversal.py): each item's plan is its record's, reversed; no marker is set, the old ones come back.
         self.reversal = reversal
         self.markers = op.markers if reversal is None else ()
+        self._left: set[bytes] = set()  # an undo: names its items leave (``_place_back``)
         self.unreported: dict[int, Unreported] = {}  # resuming: items the stopped run committed, unreported
         self._chooser: Callable[[Item], bytes] | None = None  # path formats, parsed once (in the run)
         self.free: Callable[[bytes], bool] = lambda path: False  # removes an old name the run holds (executor)
@@ -194,6 +195,13 @@ class Planner:
         """The changes that reach the file (fields mediafile writes): what a tag write's intent records."""
         return {key: change for key, change in changes.items() if key in self._media_fields}
 
+    def expected_tags(self, touch: Touch) -> dict[str, Any] | None:
+        """An undo's tag write: what the file must hold before it (what the
+        job wrote), so that tags another tool wrote since are never written over."""
+        if self.reversal is None:
+            return None
+        return {key: now for key, (now, _) in touch.changes.items() if key in self._media_fields}
+
     def tags(self, item: Item, changes: dict[str, list[Any]]) -> dict[str, Any] | None:
         """What the item's tag write writes: the changed fields ``Item.write``
         writes, with their new values (None: no write). When a plugin edits
@@ -201,7 +209,7 @@ class Planner:
         beets' whole ``Item.write`` gives it: the plugin may edit any of them."""
         if not changes:
             return None
-        if self._whole_writes:
+        if self._whole_writes and self.reversal is None:  # (an undo writes back only what its job changed)
             return {key: value for key, value in dict(item).items() if key in self._media_fields}
         return {key: item[key] for key in changes if key in self._media_fields} or None
 
@@ -247,12 +255,14 @@ class Planner:
         """An undo's move goes exactly where the job found the file: a name
         another file holds (or another item of the batch goes to) is this
         item's failure, never a unique name beside it."""
-        if dest in batch.taken or (os.path.lexists(util.syspath(dest)) and not self.free(dest)
+        freed = self.pretend and dest in self._left  # (a real run frees it: ``free``)
+        if dest in batch.taken or (os.path.lexists(util.syspath(dest)) and not freed and not self.free(dest)
                                    and not second_name(touch.src, dest)):
             raise ItemError(f"{touch.file}: cannot move it back to {readable(dest)}: another file is there")
-        if os.path.lexists(util.syspath(dest)):
+        if os.path.lexists(util.syspath(dest)) and not freed:
             batch.adopted.add(dest)  # its own second name, left by a move back cut short (moves.py)
         batch.taken.add(dest)
+        self._left.add(touch.src)
         return dest
 
     def _own_copy(self, src: bytes, dest: bytes) -> bool:

@@ -63,32 +63,46 @@ class Reverse:
     dest: bytes  # where the job left it
     changes: dict[str, list[Any]]  # field -> [before the job, after it]
     markers: dict[str, Any]  # the item's markers before the job (None: absent)
+    after: dict[str, Any] | None = None  # and as the job left them (None: not recorded)
 
     def state(self, item: Item) -> tuple[str, str]:
         """Whether the item is as the job left it, as it found it, or changed
-        since; and, if changed, what."""
+        since; and, if changed, what. "As left" allows fields already back
+        to their old values (an undo whose move back failed after its tag
+        write was recorded: the next undo finishes it); a plan that changed
+        only markers is "as left" while the item holds the markers the job gave."""
         now = {key: _plain(item.get(key, with_album=False)) for key in self.changes}
-        if item.path == self.dest and all(now[key] == new for key, (_, new) in self.changes.items()):
-            if self.src != self.dest or self.changes or not self._markers_as_before(item):
+        if item.path == self.dest and all(now[key] in (old, new) for key, (old, new) in self.changes.items()):
+            moved_or_changed = self.src != self.dest or any(now[k] != old for k, (old, _) in self.changes.items())
+            if moved_or_changed or (not self._markers_as(item, self.markers) and self._markers_as(item, self.after)):
                 return AS_LEFT, ""
         if item.path == self.src and all(now[key] == old for key, (old, _) in self.changes.items()) \
-                and self._markers_as_before(item):
+                and self._markers_as(item, self.markers):
             return AS_BEFORE, ""
         if item.path != self.dest:
             return CHANGED, "moved since"
-        edited = [key for key, (_, new) in self.changes.items() if now[key] != new]
-        return CHANGED, f"{', '.join(edited)} edited since"
+        edited = [key for key, (old, new) in self.changes.items() if now[key] not in (old, new)]
+        return CHANGED, f"{', '.join(edited) or 'its markers'} edited since"
 
-    def _markers_as_before(self, item: Item) -> bool:
-        flex = {key: item.get(key, with_album=False) for key in self.markers}
+    @staticmethod
+    def _markers_as(item: Item, markers: dict[str, Any] | None) -> bool:
+        """The item's markers hold these values (None: absent); no record of them: yes."""
+        if markers is None:
+            return True
+        flex = {key: item.get(key, with_album=False) for key in markers}
         return all((flex[key] is None) == (value is None) and (value is None or _same(flex[key], value))
-                   for key, value in self.markers.items())
+                   for key, value in markers.items())
 
     def apply(self, item: Item) -> dict[str, list[Any]]:
-        """Set the fields the job changed back (in memory); the changes this makes."""
+        """Set the fields the job changed back (in memory); the changes this
+        makes (none for a field already back)."""
+        changes = {}
         for key, (old, _) in self.changes.items():
-            item[key] = old
-        return {key: [new, old] for key, (old, new) in self.changes.items()}
+            now = _plain(item.get(key, with_album=False))
+            if now != old:
+                changes[key] = [now, old]
+                item[key] = old
+        return changes
 
     def restore_markers(self, item: Item) -> None:
         """The markers as they were before the job (absent if they were absent)."""
@@ -131,14 +145,19 @@ class Reversal:
     def albums_back(self, lib: Library) -> dict[Album, dict[str, list[Any]]]:
         """The albums whose fields still hold what the job wrote, set back (in
         memory), with the changes that makes; an album edited since, or
-        removed, is left as it is."""
+        removed, or with an item of the job's not back as before (left alone
+        as changed since, say), is left as it is: the album row agrees with
+        its items either way."""
         back = {}
         for album_id, recorded in sorted(self.albums.items()):
             changes = {key: change for key, change in recorded.items() if key != ART}  # (the art: ``art_back``)
             album = lib.get_album(album_id)
-            if not changes:
+            if not changes or album is None:
                 continue
-            if album is None or any(_plain(album.get(key)) != new for key, (_, new) in changes.items()):
+            if any(_plain(album.get(key)) != new for key, (_, new) in changes.items()):
+                continue
+            plans = [(item, plan) for item in album.items() if (plan := self.items.get(int(item.id or 0)))]
+            if any(plan.state(item)[0] != AS_BEFORE for item, plan in plans):
                 continue
             for key, (old, _) in changes.items():
                 album[key] = old
@@ -169,7 +188,7 @@ def reversal_of(store: JobStore, job: int) -> Reversal:
         src = os.fsencode(record.get("src", event["file"]))
         dest = os.fsencode(record.get("dest", event["dest"] or event["file"]))
         items[event["item_id"]] = Reverse(event["item_id"], src, dest, event.get("changes") or {},
-                                          record["markers"])
+                                          record["markers"], record.get("after"))
     if items and all(plan is None for plan in items.values()):
         raise NotUndoable(f"job {job} was recorded by an older release, which kept no undo record")
     albums = store.album_changes(job)

@@ -46,6 +46,7 @@ class FileTask:
     dest: bytes | None
     adopt: bool = False  # ``dest`` already holds the file (see ``Planner.place``)
     spare: bytes | None = None  # where a backup goes if the file's directory refuses it (files.py)
+    expect: dict[str, Any] | None = None  # what the tags must hold before the write (an undo: files.write_fields)
 
 
 @dataclass
@@ -113,7 +114,8 @@ def file_work(task: FileTask, id3v23: bool) -> FileDone:
     file = util.displayable_path(task.src)
     if task.tags is not None:
         try:
-            written = write_fields(task.src, task.tags, id3v23, spare=task.spare, keep_backup=True)
+            written = write_fields(task.src, task.tags, id3v23, spare=task.spare, keep_backup=True,
+                                   expect=task.expect)
         except Exception as exc:
             done.write_error = describe(exc, file)
             return done

@@ -52,13 +52,14 @@ def summarise_undo(library: Library, reversal: Reversal, sample: int = SAMPLE) -
     _place_back), without the engine: the undo needs no path format or rule,
     only the record and the library's rows, so one read answers for all.
     """
-    ids = sorted(reversal.items)
+    ids = reversal.order()  # as the undo goes: the last done first
     with library.transaction() as tx:
         rows = stored.rows(tx, ids)
     plan = Plan(failures=dict.fromkeys(FAILURES, 0))
     promised: set[bytes] = set()  # names an earlier item goes back to
+    leaving: set[bytes] = set()  # names an earlier item leaves (free by the time a later one needs them)
     for item_id in ids:
-        cause, entry = _judge(library, reversal, item_id, rows.get(item_id), promised)
+        cause, entry = _judge(library, reversal, item_id, rows.get(item_id), promised, leaving)
         if cause == "unchanged":
             plan.unchanged += 1
             continue
@@ -73,7 +74,7 @@ def summarise_undo(library: Library, reversal: Reversal, sample: int = SAMPLE) -
 
 
 def _judge(library: Library, reversal: Reversal, item_id: int, raw: stored.Row | None,
-           promised: set[bytes]) -> tuple[str | None, dict[str, Any]]:
+           promised: set[bytes], leaving: set[bytes]) -> tuple[str | None, dict[str, Any]]:
     """(cause, sample entry) for one item: cause None (put back), "unchanged", or a failure."""
     job, plan = reversal.job, reversal.items[item_id]
     entry: dict[str, Any] = {"id": item_id, "file": None, "dest": None, "changes": {}, "error": None}
@@ -98,12 +99,13 @@ def _judge(library: Library, reversal: Reversal, item_id: int, raw: stored.Row |
         entry["error"] = f"file not found: {entry['file']}"
         return "missing", entry
     if plan.src != item.path:
-        taken = plan.src in promised or (os.path.lexists(util.syspath(plan.src))
+        taken = plan.src in promised or (os.path.lexists(util.syspath(plan.src)) and plan.src not in leaving
                                          and not second_name(item.path, plan.src))
         promised.add(plan.src)
         if taken:
             entry["error"] = f"{entry['file']}: cannot move it back to {entry['dest']}: another file is there"
             return "destination_taken", entry
+        leaving.add(item.path)
     return None, entry
 
 
