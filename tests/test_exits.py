@@ -30,7 +30,7 @@ from mediafile import MediaFile
 from beetsplug.unmarked.engine import Engine
 from beetsplug.unmarked.errors import ClaimLost, StoreError
 from beetsplug.unmarked.jobs import JobStore, store_path
-from beetsplug.unmarked.journal import Journal, pending, unreported
+from beetsplug.unmarked.journal import Journal, Unreported, pending, unreported
 from beetsplug.unmarked.results import ItemResult, Summary
 from beetsplug.unmarked.waves import FIRST_WAVE
 
@@ -467,7 +467,7 @@ def test_resume_counts_what_the_stopped_run_committed_as_done_not_skipped(env: L
         item.store()
     earlier = Summary(total=8, current=2, succeeded=2, status="running")
     sink = Recorder()
-    unreported = {ids[1]: committed, ids[2]: committed, ids[3]: committed}  # ids[3]: marked again since
+    unreported = {item_id: Unreported(committed) for item_id in ids[1:4]}  # ids[3]: marked again since
     summary = engine(env, "rename").run(ids, sink, resume=earlier, unreported=unreported)
     outcome = {r.item_id: ("skipped" if r.skipped else "done" if r.success else "failed") for _, r in sink.results}
     assert outcome == {ids[0]: "skipped", ids[1]: "done", ids[2]: "done", ids[3]: "skipped",
@@ -511,7 +511,7 @@ def test_ctrl_c_right_after_the_commit_is_not_called_an_undo(env: LibraryEnv) ->
 class SeesTheJournalAtReport(Engine):
     """Looks at the journal the moment a committed batch is about to be reported."""
 
-    seen: list[dict[int, float]]
+    seen: list[dict[int, Unreported]]
 
     def _report(self, batch: Any, summary: Summary, sink: Any) -> None:
         assert self.journal is not None
@@ -531,5 +531,8 @@ def test_a_commit_journals_what_it_marks_until_it_is_reported(env: LibraryEnv) -
     summary = run.run(ids, Recorder())
     assert summary.succeeded == 5 and len(run.seen) == 1
     assert sorted(run.seen[0]) == ids
-    assert all(abs(float(env.item(i)["renamed"]) - when) < 0.001 for i, when in run.seen[0].items())
+    assert all(abs(float(env.item(i)["renamed"]) - noted.time) < 0.001 for i, noted in run.seen[0].items())
+    # ... and the result its report sends (what a resumed run or an undo needs if the report never comes)
+    assert all(noted.result is not None and os.fsencode(noted.result["dest"]) == env.item(i).path
+               and noted.result["undo"]["markers"]["renamed"] is None for i, noted in run.seen[0].items())
     assert unreported(JobStore(store_path(env.lib)), 1) == {}
